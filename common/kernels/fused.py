@@ -1,0 +1,69 @@
+"""Fused backend: forward without an autograd graph, closed-form BPTT backward (works on any device)."""
+from __future__ import annotations
+
+import torch
+
+from common.kernels import BACKENDS
+from common.kernels.params import ChargeParams
+
+
+def forward_loop(x_seq, v_init, p: ChargeParams):
+    """Return ``h_seq`` (membrane before firing), ``spike_seq`` and the membrane after the last step."""
+    h_seq = torch.empty_like(x_seq)
+    v = v_init
+    for t, x in enumerate(x_seq.unbind(0)):
+        h = torch.add(x * p.k_x, v, alpha=p.k_v) if p.k_v != 1.0 else x * p.k_x + v
+        if p.c != 0.0:
+            h = h + p.c
+        h_seq[t] = h
+        fired = h >= p.v_threshold
+        v = torch.where(fired, h - p.v_threshold, h) if p.v_reset is None else torch.where(fired, p.v_reset, h)
+    spike_seq = (h_seq >= p.v_threshold).to(x_seq.dtype)
+    return h_seq, spike_seq, v
+
+
+def backward_loop(grad_spike_seq, grad_v_last, h_seq, p: ChargeParams, surrogate):
+    """Closed-form BPTT; returns ``(grad_x_seq, grad_v_init)``."""
+    over = h_seq - p.v_threshold
+    sg = surrogate.derivative(over)
+    spike = (over >= 0).to(h_seq.dtype)
+    if p.v_reset is None:
+        dv_dh = torch.ones_like(sg) if p.detach_reset else 1.0 - p.v_threshold * sg
+    else:
+        dv_dh = 1.0 - spike
+        if not p.detach_reset:
+            dv_dh = dv_dh + (p.v_reset - h_seq) * sg
+    direct = grad_spike_seq * sg  # d loss / d h through this step's spike
+    grad_h_seq = torch.empty_like(h_seq)
+    grad_v = grad_v_last
+    for t in range(h_seq.shape[0] - 1, -1, -1):
+        grad_h = torch.addcmul(direct[t], grad_v, dv_dh[t])
+        grad_h_seq[t] = grad_h
+        grad_v = grad_h * p.k_v
+    return grad_h_seq * p.k_x, grad_v
+
+
+class FusedMultiStep(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x_seq, v_init, p: ChargeParams, surrogate):
+        with torch.no_grad():
+            h_seq, spike_seq, v_last = forward_loop(x_seq, v_init, p)
+        ctx.save_for_backward(h_seq)
+        ctx.p, ctx.surrogate = p, surrogate
+        return spike_seq, v_last
+
+    @staticmethod
+    def backward(ctx, grad_spike_seq, grad_v_last):
+        (h_seq,) = ctx.saved_tensors
+        if grad_v_last is None:
+            grad_v_last = torch.zeros_like(h_seq[0])
+        if grad_spike_seq is None:
+            grad_spike_seq = torch.zeros_like(h_seq)
+        grad_x_seq, grad_v_init = backward_loop(grad_spike_seq, grad_v_last, h_seq, ctx.p, ctx.surrogate)
+        return grad_x_seq, grad_v_init, None, None
+
+
+@BACKENDS.register("fused")
+def fused_multistep(x_seq: torch.Tensor, v_init: torch.Tensor, p: ChargeParams, surrogate):
+    """One autograd node for the whole sequence; saves only ``h_seq``."""
+    return FusedMultiStep.apply(x_seq, v_init, p, surrogate)
