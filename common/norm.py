@@ -99,7 +99,7 @@ class OSR(MemoryModule):
 
     def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
         shape = (1, 1, self.num_features) + (1,) * (x_seq.dim() - 3)
-        x = x_seq.float()
+        x = x_seq.to(torch.promote_types(x_seq.dtype, torch.float32))
         gamma, beta = self.gamma.view(shape), self.beta.view(shape)
         run_mean, run_std = self.run_mean.view(shape), (self.run_var.view(shape) + self.eps).sqrt()
         if not self.training:
