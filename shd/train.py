@@ -1,0 +1,114 @@
+"""SHD with the survey's 2x256 feed-forward SNN: ``python shd/train.py --data-dir data/SHD [--neuron if]``.
+
+Recipe defaults (survey §1): 10 ms frames, 700 -> 140 channels, batch 256, 150 epochs, Adam (weight decay 1e-5 on
+Linear weights) with OneCycle (max lr 5e-3 = peak, start 2e-4, stepped per epoch), LIF tau = 1.005 without input
+decay, ATan alpha = 5, dropout 0.4, loss CE of the time-summed softmax. SHD has no validation split: the test set is
+evaluated every epoch and the best test accuracy is reported. ``--sop --resume CKPT`` counts SOPs instead.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from functools import partial
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+from torch.utils.data import DataLoader  # noqa: E402
+
+from common import checkpoint, cli, energy, engine, methods  # noqa: E402
+from common.errors import UsageError  # noqa: E402
+from common.neuron import NeuronConfig  # noqa: E402
+from shd import data  # noqa: E402
+from shd import model as shd_model  # noqa: E402
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = cli.base_parser(
+        "Train the survey's SHD SNN (140-256-256-20). -T fixes the padded length (default: the longest sample, "
+        "used only for neurons/norms with T-dependent parameters).",
+        epochs=150, batch_size=256, opt="adam", lr=1e-3, wd=1e-5, label_smoothing=0.0, seed=0, T=None,
+        tau=1.005, decay_input=False, sg_alpha=5.0, data_dir="./data/SHD")
+    g = p.add_argument_group("SHD")
+    g.add_argument("--dt-ms", type=float, default=10.0, help="frame duration (ms)")
+    g.add_argument("--n-bins", type=int, default=5, help="sum groups of this many of the 700 channels")
+    g.add_argument("--cache-dir", default=None, help="preprocessed-frame cache (default: DATA_DIR/cache)")
+    g.add_argument("--no-cache", action="store_true", help="preprocess in memory, write no cache")
+    g.add_argument("--hidden", type=int, default=256, help="hidden width")
+    g.add_argument("--dropout", type=float, default=0.4, help="dropout (one mask per sequence)")
+    g.add_argument("--max-lr", type=float, default=5e-3, help="OneCycle peak lr (the start lr is max-lr/25)")
+    g.add_argument("--one-cycle", action=argparse.BooleanOptionalAction, default=True,
+                   help="OneCycle per epoch (overrides --lr); --no-one-cycle uses --lr with --lr-schedule")
+    g.add_argument("--survey-param-groups", action="store_true",
+                   help="survey quirk: optimise only Linear weights and plain-BN affines (neuron, TEBN, OSR "
+                        "parameters stay at their initial values)")
+    g.add_argument("--mask-padding", action=argparse.BooleanOptionalAction, default=True,
+                   help="leave padded steps out of loss and accuracy (--no-mask-padding: the survey's behaviour)")
+    g.add_argument("--sop", action="store_true", help="count SOPs of the --resume checkpoint on the test set; exit")
+    g.add_argument("--sop-mode", default="corrected", help=f"SOP convention: {', '.join(energy.SOP_MODES.names())}")
+    return p
+
+
+def one_cycle(optimizer, args, steps_per_epoch: int):
+    """``OneCycleLR(max_lr, total_steps=epochs)`` stepped once per epoch (PyTorch defaults otherwise)."""
+    return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.max_lr, total_steps=args.epochs), "epoch"
+
+
+def build_task(args) -> engine.Task:
+    if methods.get(args.method).model_kind != "snn":
+        raise UsageError(f"--method {args.method} trains a non-spiking variant, which SHD does not have")
+    cache = None if args.no_cache else (args.cache_dir or Path(args.data_dir) / "cache")
+    train_set, test_set = (data.load_split(args.data_dir, s, args.dt_ms, args.n_bins, cache) for s in data.SPLITS)
+    longest = max(train_set.max_len, test_set.max_len)
+    if args.T is not None and args.T < longest:
+        raise UsageError(f"-T {args.T} is shorter than the longest sample ({longest} frames)")
+    T = args.T or longest
+    model = shd_model.SHDNet(NeuronConfig.from_args(args), args.norm, T, in_features=train_set.channels,
+                             hidden=args.hidden, dropout=args.dropout, readout_tau=args.tau,
+                             mask_padding=args.mask_padding)
+    pad_to = T if args.T is not None or shd_model.needs_fixed_T(model) else None
+    collate = partial(data.pad_collate_xy, pad_to=pad_to)
+    parts = [f"dt{args.dt_ms:g}", f"nb{args.n_bins}"] + ([f"T{pad_to}"] if pad_to else [])
+    parts += (["surveyparams"] if args.survey_param_groups else []) + ([] if args.mask_padding else ["nomask"])
+    return engine.Task(
+        name="shd", model=model, train_set=train_set, test_set=test_set,
+        train_loss=partial(shd_model.sum_softmax_loss, label_smoothing=args.label_smoothing),
+        test_loss=shd_model.sum_softmax_loss, decode=shd_model.decode,
+        train_collate=collate, test_collate=collate, drop_last=False,
+        param_groups=partial(shd_model.param_groups, weight_decay=args.wd, survey_quirk=args.survey_param_groups),
+        make_scheduler=one_cycle if args.one_cycle else None, name_parts=tuple(parts))
+
+
+def count_sops(args, task: engine.Task, env: engine.Env) -> dict:
+    """SOP per sample per time step of the ``--resume`` checkpoint on the test set (every Linear counted, the first
+    one too, as in the survey); padded steps count as input steps (``-b 1`` avoids padding). Writes ``sop.json``."""
+    if not args.resume:
+        raise UsageError("--sop needs --resume CHECKPOINT (a checkpoint file or run directory)")
+    path = Path(args.resume)
+    path = path / "checkpoint_best.pt" if path.is_dir() else path
+    if not path.is_file():
+        raise UsageError(f"--resume: no checkpoint at {path}")
+    model = task.model.to(env.device)
+    model.load_state_dict(checkpoint.load(path, map_location=env.device)["model"])
+    loader = DataLoader(task.test_set, batch_size=args.batch_size, collate_fn=task.test_collate,
+                        num_workers=args.workers)
+    result = energy.count_sops(model, loader, engine.identity, task.decode, args.sop_mode, env.device,
+                               args.limit_batches, first_layer_sop=True)
+    energy.write_sop_json(path.parent, result, checkpoint=str(path), batch_size=args.batch_size)
+    print(f"SOP {result['sop_m_per_step']:.6f} M per sample per time step ({args.sop_mode}; "
+          f"{result['sop_m_per_sample']:.4f} M per sample)  test acc {result['acc']:.2%}  ({path})", flush=True)
+    return result
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = cli.parse(build_parser(), argv)
+    if args.sop_mode not in energy.SOP_MODES:
+        raise UsageError(f"unknown --sop-mode '{args.sop_mode}'; valid: {', '.join(energy.SOP_MODES.names())}")
+    env = engine.setup(args)
+    task = build_task(args)
+    return count_sops(args, task, env) if args.sop else engine.fit(args, task, env)
+
+
+if __name__ == "__main__":
+    cli.main_guard(main)
