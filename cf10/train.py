@@ -1,0 +1,72 @@
+"""CIFAR10 with the survey's SNN (or its ANN twin): ``python cf10/train.py --sg atan``.
+
+Recipe defaults (survey §1): batch 128, SGD lr 0.1 momentum 0.9, 256 epochs, cosine, label smoothing 0.1, T = 4,
+C = 128, LIF tau = 2 with detach_reset, ATan; HFlip + TrivialAugmentWide + RandomErasing(0.1) + MixUp/CutMix.
+Direct encoding: the image is repeated over T steps; the prediction is the mean of the per-step logits.
+``--sop --resume CKPT`` counts SOPs instead of training (the first conv sees the same image at every step).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from functools import partial
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch.nn.functional as F  # noqa: E402
+
+from cf10 import model as cf10_model  # noqa: E402
+from common import cifar10, cli, engine, methods, sop  # noqa: E402
+from common.data import add_augment_args, mix_collate  # noqa: E402
+
+
+def build_parser():
+    p = cli.base_parser("Train the survey's CIFAR10 SNN (or its ANN twin with --ann).")
+    p.add_argument("--channels", type=int, default=128, help="conv width C (C*64 -> C*16 fc)")
+    p.add_argument("--ann", dest="method", action="store_const", const="ann", default=argparse.SUPPRESS,
+                   help="train the ANN twin (ReLU, no time axis); same as --method ann")
+    add_augment_args(p)
+    sop.add_args(p)
+    return p
+
+
+def repeat_over_time(x, T: int):
+    """Direct encoding ``x_seq[t] = x``: ``[N, ...] -> [T, N, ...]``."""
+    return x.unsqueeze(0).repeat(T, *([1] * x.dim()))
+
+
+def mean_over_time(out_seq):
+    """Readout ``logits = mean_t out_seq[t]``."""
+    return out_seq.mean(0)
+
+
+def build_task(args) -> engine.Task:
+    kind = methods.get(args.method).model_kind
+    train_set, test_set = cifar10.datasets_from_args(args)
+    spiking = kind != "ann"
+    return engine.Task(
+        name="cf10",
+        model=cf10_model.build(args, kind),
+        train_set=train_set,
+        test_set=test_set,
+        train_loss=partial(F.cross_entropy, label_smoothing=args.label_smoothing),
+        test_loss=F.cross_entropy,
+        encode=partial(repeat_over_time, T=args.T) if spiking else engine.identity,
+        decode=mean_over_time if spiking else engine.identity,
+        train_collate=mix_collate(args, cifar10.NUM_CLASSES),
+        build_model=partial(cf10_model.build, args),
+        name_parts=((f"T{args.T}",) if spiking else ()) + (f"c{args.channels}",),
+    )
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = cli.parse(build_parser(), argv)
+    sop.check_args(args)
+    env = engine.setup(args)
+    task = build_task(args)
+    return sop.run(args, task, env, static_input=True) if args.sop else engine.fit(args, task, env)
+
+
+if __name__ == "__main__":
+    cli.main_guard(main)

@@ -1,0 +1,112 @@
+"""cf10/train.py with every survey column (neuron x norm x training rule) for one short epoch on a tiny fake
+CIFAR10, rejected combinations, and ``--sop`` on checkpoints in both modes."""
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from cf10 import train
+from common.errors import UsageError
+from common.runlog import read_metrics
+from tests.fakedata import skip_cifar10_md5, write_fake_cifar10
+
+C = 8
+# survey column -> flags (README "CIFAR10" table); distillation adds --teacher
+COLUMNS = {
+    "IF": ["--neuron", "if"],
+    "LIF": [],
+    "CLIF": ["--neuron", "clif"],
+    "PSN family": ["--neuron", "psn"],
+    "TEBN": ["--norm", "tebn"],
+    "OSR": ["--method", "online", "--neuron", "online_lif", "--norm", "osr"],
+    "BlockALIF": ["--neuron", "blockalif", "--neuron-opt", "latency=1", "--neuron-opt", "b_init=1.8"],
+    "Tandem": ["--method", "tandem", "--opt", "sgd", "--lr", "1e-3"],
+    "Response distillation": ["--method", "distill_response", "--kd-alpha", "1e-3", "--kd-temp", "4"],
+    "Feature distillation": ["--method", "distill_feature", "--kd-beta", "0.1"],
+}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tensors: thread start-up costs more than it saves (and the test machine is shared)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cifar")
+    write_fake_cifar10(root, n_train=16, n_test=8)
+    return root
+
+
+@pytest.fixture(autouse=True)
+def _md5(monkeypatch):
+    skip_cifar10_md5(monkeypatch)
+
+
+def small(data_dir, out_dir, *extra):
+    return ["--data-dir", str(data_dir), "--out-dir", str(out_dir), "--device", "cpu", "--workers", "0",
+            "--channels", str(C), "-b", "8", "--epochs", "1", "--limit-batches", "2", *extra]
+
+
+@pytest.fixture(scope="module")
+def teacher(data_dir, tmp_path_factory):
+    """A one-epoch ANN run directory (the distillation teacher)."""
+    out = tmp_path_factory.mktemp("ann")
+    with pytest.MonkeyPatch.context() as mp:
+        skip_cifar10_md5(mp)
+        return train.main(small(data_dir, out, "--ann"))["run_dir"]
+
+
+@pytest.mark.parametrize("column", sorted(COLUMNS))
+def test_each_survey_column_trains_one_epoch(column, data_dir, tmp_path, teacher):
+    extra = ["--teacher", teacher] if "distillation" in column else []
+    summary = train.main(small(data_dir, tmp_path, *COLUMNS[column], *extra))
+    (row,) = read_metrics(Path(summary["run_dir"]) / "metrics.csv")
+    assert row["train_samples_per_s"] > 0 and 0.0 <= row["test_acc"] <= 1.0
+
+
+@pytest.mark.parametrize("flags,match", [
+    (["--method", "online", "--neuron", "psn"], "PSN needs all T steps"),
+    (["--method", "online", "--norm", "tebn"], "TEBN needs all T steps"),
+    (["--method", "distill_feature"], "needs --teacher"),
+    (["--sop"], "--sop needs --resume"),
+    (["--sop-mode", "nope", "--sop"], "unknown --sop-mode"),
+])
+def test_impossible_combinations_are_rejected(flags, match, data_dir, tmp_path):
+    with pytest.raises(UsageError, match=match):
+        train.main(small(data_dir, tmp_path, *flags))
+
+
+def test_the_teacher_must_match_the_student_task(data_dir, tmp_path, teacher):
+    with pytest.raises(UsageError, match="not a checkpoint of this task's ANN"):
+        train.main(small(data_dir, tmp_path, "--method", "distill_response", "--teacher", teacher,
+                         "--channels", "4"))
+
+
+@pytest.mark.parametrize("column", ["LIF", "OSR", "Tandem"])
+def test_sop_of_a_checkpoint_in_both_modes(column, data_dir, tmp_path):
+    flags = COLUMNS[column] + ["--limit-batches", "1"]
+    run_dir = Path(train.main(small(data_dir, tmp_path, *flags))["run_dir"])
+    results = {mode: train.main(small(data_dir, tmp_path, *flags, "--sop", "--resume", str(run_dir),
+                                      "--sop-mode", mode)) for mode in ("corrected", "paper")}
+    assert set(json.loads((run_dir / "sop.json").read_text())) == {"corrected", "paper"}
+    paper, corrected = results["paper"], results["corrected"]
+    # first layer (the image, counted once: static input): 3*3*3*C + C times W_out (paper) / times H_out W_out
+    assert paper["first_layer_flop_m"] == pytest.approx((27 * C + C) * 32 / 1e6)
+    assert corrected["first_layer_flop_m"] == pytest.approx(27 * C * 32 * 32 / 1e6)
+    assert [x["ops_per_step"] for x in paper["per_layer"][1:3]] == [(9 * C * C + C) * 32] * 2
+    for res in results.values():
+        assert [x["steps_per_sample"] for x in res["per_layer"]] == [4] * 8
+        expected = sum(x["rate"] * x["ops_per_step"] * 4 for x in res["per_layer"][1:]) / 1e6
+        assert res["sop_m_per_sample"] == pytest.approx(expected)
+        assert res["acc"] == pytest.approx(read_metrics(run_dir / "metrics.csv")[0]["test_acc"])
+
+
+def test_sop_refuses_the_ann(data_dir, tmp_path, teacher):
+    with pytest.raises(UsageError, match="non-spiking"):
+        train.main(small(data_dir, tmp_path, "--ann", "--sop", "--resume", teacher))
