@@ -22,6 +22,11 @@ from common import neuron as neurons
 from common.errors import TrainingStopped, UsageError
 
 
+def _alpha(text: str) -> float | None:
+    """A float, or ``default`` for the surrogate's own default (overrides a task's default alpha)."""
+    return None if text == "default" else float(text)
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -67,7 +72,8 @@ def base_parser(description: str, **defaults) -> argparse.ArgumentParser:
     g.add_argument("--decay-input", action=argparse.BooleanOptionalAction, default=True,
                    help="LIF charge h = v + (x - (v - v_reset)) / tau (else h = v - (v - v_reset) / tau + x)")
     g.add_argument("--sg", default="atan", help=f"surrogate gradient: {_names(surrogate.names())}")
-    g.add_argument("--sg-alpha", type=float, default=None, help="surrogate parameter alpha; unset: the surrogate's own")
+    g.add_argument("--sg-alpha", type=_alpha, default=None,
+                   help="surrogate parameter alpha; 'default' (or unset): the surrogate's own")
     g.add_argument("--backend", default="auto", help=f"neuron kernel: auto, {_names(kernels.BACKENDS.names())}")
     g.add_argument("-T", "--T", dest="T", type=_positive_int, default=4, help="number of time steps")
     g.add_argument("--neuron-opt", dest="neuron_extra", type=_key_value, action="append", default=[],

@@ -57,7 +57,8 @@ for sg in "${surrogates[@]}"; do
     for alpha in "${alphas[@]}"; do
         for seed in "${seeds[@]}"; do
             name=$sg job_flags="--sg $sg"
-            [[ -n $alpha ]] && { name+="_a$alpha"; job_flags+=" --sg-alpha $alpha"; }
+            if [[ -n $alpha ]]; then name+="_a$alpha"; job_flags+=" --sg-alpha $alpha"
+            else job_flags+=" --sg-alpha default"; fi  # each function's own alpha, whatever the task's default
             [[ -n $seed ]] && { name+="_s$seed"; job_flags+=" --seed $seed"; }
             queue_job "$name" "$job_flags"
         done

@@ -21,7 +21,7 @@ class ChargeParams:
 
     @classmethod
     def leaky(cls, tau=2.0, decay_input=True, v_threshold=1.0, v_reset=0.0, detach_reset=False) -> ChargeParams:
-        """LIF: ``h = v + (x - (v - v_r))/tau`` (decay_input) or ``h = v - (v - v_r)/tau + x``; v_r = 0 for soft reset."""
+        """LIF: ``h = v + (x - (v - v_r))/tau`` (decay_input) or ``h = v - (v - v_r)/tau + x`` (v_r = 0 if soft)."""
         if tau <= 1.0:
             raise ValueError(f"LIF needs tau > 1, got {tau}")
         v_rest = 0.0 if v_reset is None else v_reset

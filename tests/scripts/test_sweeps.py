@@ -76,7 +76,7 @@ def test_sg_dry_run_lists_every_registered_surrogate(repo):
     assert res.returncode == 0, res.stderr
     cmds = commands(res.stdout)
     assert list(cmds) == SURROGATES
-    assert cmds["rect"] == ("python3 cf10/train.py --sg rect --epochs 2 --limit-batches 3 "
+    assert cmds["rect"] == ("python3 cf10/train.py --sg rect --sg-alpha default --epochs 2 --limit-batches 3 "
                             "--out-dir runs/cf10/sg --run-name rect")
     assert not (repo / "runs").exists()  # a dry run starts nothing
 
@@ -104,12 +104,12 @@ def test_skip_finished_and_resume_unfinished(repo):
     assert "skip    atan (finished: runs/cf10/sg/atan/summary.json)" in res.stdout
     cmds = commands(res.stdout)
     assert set(cmds) == {"rect", "sigmoid"}
-    assert cmds["rect"].endswith("cf10/train.py --sg rect --resume runs/cf10/sg/rect")
+    assert cmds["rect"].endswith("cf10/train.py --sg rect --sg-alpha default --resume runs/cf10/sg/rect")
     assert "resume  rect:" in res.stdout and "start   sigmoid:" in res.stdout
     # a real (non-dry) run: rect resumes in its folder, sigmoid starts, atan stays untouched
     res = sweep(repo, "sweep_sg.sh", "cf10")
     assert res.returncode == 0, res.stderr
-    assert json.loads((out / "rect" / "args.json").read_text())["argv"] == ["--sg", "rect", "--resume",
+    assert json.loads((out / "rect" / "args.json").read_text())["argv"] == ["--sg", "rect", "--sg-alpha", "default", "--resume",
                                                                             "runs/cf10/sg/rect"]
     assert (out / "sigmoid" / "summary.json").exists() and (out / "logs" / "sigmoid.log").exists()
     assert not (out / "atan" / "args.json").exists()
