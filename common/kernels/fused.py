@@ -23,24 +23,30 @@ def forward_loop(x_seq, v_init, p: ChargeParams):
 
 
 def backward_loop(grad_spike_seq, grad_v_last, h_seq, p: ChargeParams, surrogate):
-    """Closed-form BPTT; returns ``(grad_x_seq, grad_v_init)``."""
-    over = h_seq - p.v_threshold
-    sg = surrogate.derivative(over)
-    spike = (over >= 0).to(h_seq.dtype)
-    if p.v_reset is None:
-        dv_dh = torch.ones_like(sg) if p.detach_reset else 1.0 - p.v_threshold * sg
-    else:
-        dv_dh = 1.0 - spike
-        if not p.detach_reset:
-            dv_dh = dv_dh + (p.v_reset - h_seq) * sg
-    direct = grad_spike_seq * sg  # d loss / d h through this step's spike
-    grad_h_seq = torch.empty_like(h_seq)
+    """Closed-form BPTT, one time step at a time (each step's tensors stay in cache); returns
+    ``(grad_x_seq, grad_v_init)``. With ``sg = g'(h - v_th)`` and ``s = H(h - v_th)``::
+
+        dv/dh = 1 - s + (v_reset - h) sg     (hard reset; the last term only without detach_reset)
+        dv/dh = 1 - v_th sg                  (soft reset; 1 with detach_reset)
+        grad_h[t] = grad_s[t] sg + grad_v[t] dv/dh,   grad_x[t] = k_x grad_h[t],   grad_v[t-1] = k_v grad_h[t]
+    """
+    grad_x_seq = torch.empty_like(h_seq)
     grad_v = grad_v_last
     for t in range(h_seq.shape[0] - 1, -1, -1):
-        grad_h = torch.addcmul(direct[t], grad_v, dv_dh[t])
-        grad_h_seq[t] = grad_h
+        h = h_seq[t]
+        over = h - p.v_threshold
+        sg = surrogate.derivative(over)
+        grad_h = grad_spike_seq[t] * sg
+        if p.v_reset is None:
+            grad_h += grad_v if p.detach_reset else grad_v * (1.0 - p.v_threshold * sg)
+        else:
+            through = torch.where(over < 0, grad_v, 0.0)
+            if not p.detach_reset:
+                through = torch.addcmul(through, grad_v * sg, p.v_reset - h)
+            grad_h += through
+        torch.mul(grad_h, p.k_x, out=grad_x_seq[t])
         grad_v = grad_h * p.k_v
-    return grad_h_seq * p.k_x, grad_v
+    return grad_x_seq, grad_v
 
 
 class FusedMultiStep(torch.autograd.Function):

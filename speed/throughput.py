@@ -1,0 +1,221 @@
+"""Training / test throughput (samples/s) and peak memory of the cf10 / scf10 networks per method (survey §6.3).
+
+For every method column of the survey's table the task's own parser builds the run's flags (``--neuron``,
+``--norm``, ``--method`` ... as listed in :data:`METHODS`), the task's own ``build_task`` builds the model (its
+dataset loader is replaced by nothing: the batches are synthetic ``torch.rand`` images with random labels, so
+no data is needed and loading time is excluded, unlike the survey's per-epoch prints), and one step runs exactly
+as in the engine: ``reset_net; zero_grad; method.train_step; optimizer step; reset_net`` (train) and
+``model.eval(); no_grad; method.eval_step`` (test). Distillation gets a randomly initialised ANN teacher.
+Times come from ``common.timing`` (median of repeated steps); ``samples/s = batch / median step time``; peak memory
+is that of one training step (``common.timing.peak_memory_mb``: RSS high-water on CPU, allocator peak on CUDA;
+the survey's "GPU memory" is nvidia-smi's whole-process figure and not directly comparable).
+
+    python speed/throughput.py --device cpu                  # small CPU defaults: C = 32, batch 16, T = 4
+    python speed/throughput.py --device cuda --channels 128 -b 128 --amp
+
+Writes ``throughput.csv`` and ``throughput.md`` (ours beside the survey's GPU numbers) into ``--out``.
+A task whose ``<task>/train.py`` does not exist yet is skipped, and a method that cannot be built is listed with
+the reason.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import importlib
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from unittest import mock
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+from common.timing import peak_memory_mb, time_call  # noqa: E402
+from speed.survey_numbers import THROUGHPUT  # noqa: E402
+
+# survey column -> flags of the task's train.py
+METHODS = {
+    "cf10": {
+        "IF": ["--neuron", "if"], "LIF": ["--neuron", "lif"], "CLIF": ["--neuron", "clif"],
+        "PSN": ["--neuron", "psn"], "TEBN": ["--norm", "tebn"],
+        "OSR": ["--method", "online", "--neuron", "online_lif", "--norm", "osr"],
+        "BlockALIF": ["--neuron", "blockalif"], "Tandem": ["--method", "tandem"],
+        "Response distillation": ["--method", "distill_response"],
+        "Feature distillation": ["--method", "distill_feature"],
+    },
+    "scf10": {
+        "IF": ["--neuron", "if"], "LIF": ["--neuron", "lif"], "CLIF": ["--neuron", "clif"],
+        "Sliding PSN": ["--neuron", "sliding_psn", "--neuron-opt", "k=4"], "TEBN": ["--norm", "tebn"],
+        "OSR": ["--method", "online", "--neuron", "online_lif", "--norm", "osr"],
+        "BlockALIF": ["--neuron", "blockalif"],
+    },
+}
+COLUMNS = ["task", "method", "train_samples_per_s", "test_samples_per_s", "peak_mem_mb", "train_step_ms",
+           "test_step_ms", "survey_train_samples_per_s", "survey_test_samples_per_s", "survey_gpu_mem_mb",
+           "status", "flags"]
+
+
+class Skip(Exception):
+    pass
+
+
+def load_task(task: str):
+    """The task's ``train`` module, or :class:`Skip` when it does not exist yet."""
+    if not (Path(__file__).resolve().parents[1] / task / "train.py").exists():
+        raise Skip(f"{task}/train.py does not exist yet")
+    return importlib.import_module(f"{task}.train")
+
+
+def no_datasets(args):
+    return None, None
+
+
+def make_teacher(train_mod, args, folder: Path) -> Path:
+    """A randomly initialised ANN teacher checkpoint (distillation speed does not depend on its weights)."""
+    with mock.patch("common.cifar10.datasets_from_args", no_datasets):
+        ann = train_mod.build_task(args).build_model("ann")
+    path = folder / "teacher.pt"
+    torch.save({"model": ann.state_dict()}, path)
+    return path
+
+
+def build_step(train_mod, flags: list[str], common_flags: list[str], folder: Path):
+    """``(train_step, test_step, batch)`` closures for one method, built exactly as the engine does."""
+    from common import cli, engine, methods
+    from common.methods.base import StepContext
+    from common.neuron import reset_net
+
+    argv = [*common_flags, *flags]
+    args = cli.parse(train_mod.build_parser(), argv)
+    if args.method.startswith("distill"):
+        args = cli.parse(train_mod.build_parser(), [*argv, "--teacher", str(make_teacher(train_mod, args, folder))])
+    device = torch.device(args.device)
+    with mock.patch("common.cifar10.datasets_from_args", no_datasets):
+        task = train_mod.build_task(args)
+    method = methods.get(args.method)(args, task)
+    model = task.model.to(device)
+    optimizer = engine.OPTIMIZERS.get(args.opt)(model.parameters(), args)
+    scaler = torch.amp.GradScaler(device.type, enabled=args.amp and device.type == "cuda")
+    ctx = StepContext(device, args.amp, scaler, model)
+    method.setup(ctx)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(args.batch_size, 3, 32, 32, generator=gen).to(device)
+    target = torch.randint(0, 10, (args.batch_size,), generator=gen).to(device)
+
+    def train_step():
+        model.train()
+        reset_net(model)
+        optimizer.zero_grad(set_to_none=True)
+        method.train_step(model, x, target, ctx)
+        scaler.step(optimizer)
+        scaler.update()
+        reset_net(model)
+
+    @torch.no_grad()
+    def test_step():
+        model.eval()
+        reset_net(model)
+        method.eval_step(model, x, target, ctx)
+        reset_net(model)
+
+    return train_step, test_step, args.batch_size
+
+
+def measure(task: str, name: str, flags: list[str], common_flags: list[str], args, train_mod) -> dict:
+    survey = THROUGHPUT.get(task, {}).get(name, (None, None, None))
+    row = {**dict.fromkeys(COLUMNS), "task": task, "method": name, "flags": " ".join(flags),
+           "survey_train_samples_per_s": survey[0], "survey_test_samples_per_s": survey[1],
+           "survey_gpu_mem_mb": survey[2]}
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            train_step, test_step, batch = build_step(train_mod, flags, common_flags, Path(folder))
+            train_step()  # warm-up
+            peak = peak_memory_mb(train_step, args.device)
+            t_train = time_call(train_step, args.device, repeats=args.steps, warmup=0)
+            t_test = time_call(test_step, args.device, repeats=args.steps, warmup=1)
+    except Exception as error:  # one method failing must not hide the others; it is reported
+        row["status"] = f"skipped: {type(error).__name__}: {error}"[:200]
+        return row
+    row.update(train_samples_per_s=batch / (t_train.median_ms * 1e-3), test_samples_per_s=batch / (
+        t_test.median_ms * 1e-3), peak_mem_mb=peak, train_step_ms=t_train.median_ms, test_step_ms=t_test.median_ms,
+        status="ok")
+    return row
+
+
+def fmt(value) -> str:
+    return "-" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def markdown(rows, meta: dict) -> str:
+    out = ["# Throughput per method (synthetic batches)", ""] + [f"- {k}: {v}" for k, v in meta.items()] + [""]
+    header = ["task", "method", "train samples/s", "test samples/s", "peak MiB", "survey GPU train samples/s",
+              "survey GPU test samples/s", "survey GPU memory (MB)"]
+    out += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    keys = ["task", "method", "train_samples_per_s", "test_samples_per_s", "peak_mem_mb", "survey_train_samples_per_s",
+            "survey_test_samples_per_s", "survey_gpu_mem_mb"]
+    for r in rows:
+        out.append("| " + " | ".join(fmt(r[k]) for k in keys) + " |")
+    skipped = [f"- {r['task']} {r['method']}: {r['status']}" for r in rows if r["status"] != "ok"]
+    return "\n".join(out + (["", "## Not measured", ""] + skipped if skipped else [])) + "\n"
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--tasks", default="cf10,scf10")
+    p.add_argument("--methods", default=None, help="comma list of survey columns (default: all of the task's)")
+    p.add_argument("--channels", type=int, default=32)
+    p.add_argument("-b", "--batch-size", type=int, default=16)
+    p.add_argument("-T", "--T", type=int, default=None, help="time steps (default: the task's)")
+    p.add_argument("--amp", action="store_true")
+    p.add_argument("--steps", type=int, default=3, help="timed steps per method and phase")
+    p.add_argument("--threads", type=int, default=1,
+                   help="CPU threads; 0 = torch's default (default 1, as in speed/bench.py)")
+    p.add_argument("--out", type=Path, default=None, help="default speed/results/<device>")
+    args = p.parse_args(argv)
+    args.out = args.out or Path(__file__).resolve().parent / "results" / torch.device(args.device).type
+    return args
+
+
+def main(argv=None) -> list[dict]:
+    args = parse_args(argv)
+    if torch.device(args.device).type == "cpu" and args.threads:
+        os.environ["OMP_NUM_THREADS"] = str(args.threads)
+        torch.set_num_threads(args.threads)
+    start = time.time()
+    common_flags = ["--device", args.device, "--channels", str(args.channels), "-b", str(args.batch_size),
+                    *(["-T", str(args.T)] if args.T else []), *(["--amp"] if args.amp else [])]
+    rows = []
+    for task in [t for t in args.tasks.split(",") if t]:
+        try:
+            train_mod = load_task(task)
+        except Skip as reason:
+            print(f"skip {task}: {reason}")
+            rows.append({**dict.fromkeys(COLUMNS), "task": task, "method": "*", "status": f"skipped: {reason}"})
+            continue
+        wanted = args.methods.split(",") if args.methods else list(METHODS[task])
+        for name in wanted:
+            row = measure(task, name, METHODS[task][name], common_flags, args, train_mod)
+            rows.append(row)
+            print(f"{task:6s} {name:22s} train {fmt(row['train_samples_per_s']):>8s}/s  test "
+                  f"{fmt(row['test_samples_per_s']):>8s}/s  peak {fmt(row['peak_mem_mb'])} MiB  {row['status']}",
+                  flush=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    with (args.out / "throughput.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    meta = {"command": " ".join(["python speed/throughput.py", *(sys.argv[1:] if argv is None else argv)]),
+            "flags given to every method": " ".join(common_flags), "torch": torch.__version__,
+            "threads": torch.get_num_threads(), "wall time (s)": f"{time.time() - start:.0f}",
+            "note": "survey numbers: GPU, batch 128, C = 128, AMP training, data loading included"}
+    (args.out / "throughput.md").write_text(markdown(rows, meta))
+    print(f"wrote {args.out}/throughput.csv, throughput.md in {time.time() - start:.0f} s")
+    return rows
+
+
+if __name__ == "__main__":
+    main()
