@@ -15,9 +15,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
-from torch.utils.data import DataLoader  # noqa: E402
 
-from common import checkpoint, cli, energy, engine, methods  # noqa: E402
+from common import cli, engine, methods, sop  # noqa: E402
 from common.errors import UsageError  # noqa: E402
 from common.neuron import NeuronConfig  # noqa: E402
 from shd import data  # noqa: E402
@@ -45,8 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "parameters stay at their initial values)")
     g.add_argument("--mask-padding", action=argparse.BooleanOptionalAction, default=True,
                    help="leave padded steps out of loss and accuracy (--no-mask-padding: the survey's behaviour)")
-    g.add_argument("--sop", action="store_true", help="count SOPs of the --resume checkpoint on the test set; exit")
-    g.add_argument("--sop-mode", default="corrected", help=f"SOP convention: {', '.join(energy.SOP_MODES.names())}")
+    sop.add_args(p)
     return p
 
 
@@ -80,34 +78,14 @@ def build_task(args) -> engine.Task:
         make_scheduler=one_cycle if args.one_cycle else None, name_parts=tuple(parts))
 
 
-def count_sops(args, task: engine.Task, env: engine.Env) -> dict:
-    """SOP per sample per time step of the ``--resume`` checkpoint on the test set (every Linear counted, the first
-    one too, as in the survey); padded steps count as input steps (``-b 1`` avoids padding). Writes ``sop.json``."""
-    if not args.resume:
-        raise UsageError("--sop needs --resume CHECKPOINT (a checkpoint file or run directory)")
-    path = Path(args.resume)
-    path = path / "checkpoint_best.pt" if path.is_dir() else path
-    if not path.is_file():
-        raise UsageError(f"--resume: no checkpoint at {path}")
-    model = task.model.to(env.device)
-    model.load_state_dict(checkpoint.load(path, map_location=env.device)["model"])
-    loader = DataLoader(task.test_set, batch_size=args.batch_size, collate_fn=task.test_collate,
-                        num_workers=args.workers)
-    result = energy.count_sops(model, loader, engine.identity, task.decode, args.sop_mode, env.device,
-                               args.limit_batches, first_layer_sop=True)
-    energy.write_sop_json(path.parent, result, checkpoint=str(path), batch_size=args.batch_size)
-    print(f"SOP {result['sop_m_per_step']:.6f} M per sample per time step ({args.sop_mode}; "
-          f"{result['sop_m_per_sample']:.4f} M per sample)  test acc {result['acc']:.2%}  ({path})", flush=True)
-    return result
-
-
 def main(argv: list[str] | None = None) -> dict:
     args = cli.parse(build_parser(), argv)
-    if args.sop_mode not in energy.SOP_MODES:
-        raise UsageError(f"unknown --sop-mode '{args.sop_mode}'; valid: {', '.join(energy.SOP_MODES.names())}")
+    sop.check_args(args)
     env = engine.setup(args)
     task = build_task(args)
-    return count_sops(args, task, env) if args.sop else engine.fit(args, task, env)
+    if args.sop:  # every Linear counted, the first one too, as in the survey; padded steps count (-b 1: no padding)
+        return sop.run(args, task, env, first_layer_sop=True)
+    return engine.fit(args, task, env)
 
 
 if __name__ == "__main__":

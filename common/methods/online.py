@@ -4,8 +4,9 @@ For t = 0..T-1: ``out_t = model(x_seq[t:t+1])``, ``l_t = train_loss(decode(out_t
 ``l_t``; the gradients of all T steps accumulate and the engine makes one optimizer step per batch. After each step
 every neuron/norm state is detached, so no gradient flows through time: ``dL/dW = sum_t d l_t / dW`` with the
 state entering step t as a constant. Prediction ``decode(out_0..out_{T-1})`` (the mean of the step logits), logged
-loss ``sum_t l_t``. Evaluation and SOP counting also drive the model one step at a time (``run_sequence``). Unlike the survey's ``online.py`` without AMP (which back-propagated only ``l_{T-1}``), every
-step is back-propagated, with or without ``--amp``.
+loss ``sum_t l_t``. Evaluation and SOP counting also drive the model one step at a time (``run_sequence``).
+Unlike the survey's ``online.py`` without AMP (which back-propagated only ``l_{T-1}``), every step is
+back-propagated, with or without ``--amp``.
 """
 from __future__ import annotations
 
@@ -17,17 +18,7 @@ from common.energy import stepwise_forward
 from common.errors import UsageError
 from common.methods import METHODS
 from common.methods.base import Method, StepOutput
-from common.neuron.base import MemoryModule
-
-
-def detach_state(model: torch.nn.Module) -> None:
-    """Cut the graph through time: detach every tensor state of every :class:`MemoryModule` in ``model``."""
-    for module in model.modules():
-        if isinstance(module, MemoryModule):
-            for name in module._memories:
-                value = getattr(module, name)
-                if isinstance(value, torch.Tensor):
-                    setattr(module, name, value.detach())
+from common.neuron.base import detach_net
 
 
 def stepwise_blockers(model: torch.nn.Module) -> list[str]:
@@ -64,7 +55,7 @@ class Online(Method):
                     out = model(x_seq[t:t + 1])
                     loss = self.task.train_loss(self.task.decode(out), target) / T
                 ctx.backward(loss)
-            detach_state(model)
+            detach_net(model)
             outs.append(out.detach())
             losses.append(loss.detach())
         return StepOutput(torch.stack(losses).sum(), self.task.decode(torch.cat(outs)))

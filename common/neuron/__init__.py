@@ -4,7 +4,7 @@ from __future__ import annotations
 from torch import nn
 
 from common.neuron import alif, clif, online, psn
-from common.neuron.base import MemoryModule, reset_net
+from common.neuron.base import MemoryModule, detach_net, reset_net
 from common.neuron.config import NeuronConfig
 from common.neuron.if_lif import IFNode, LIFNode
 from common.registry import Registry
@@ -33,4 +33,5 @@ def names() -> list[str]:
     return NEURONS.names()
 
 
-__all__ = ["NEURONS", "NeuronConfig", "MemoryModule", "IFNode", "LIFNode", "build_neuron", "names", "reset_net"]
+__all__ = ["NEURONS", "NeuronConfig", "MemoryModule", "IFNode", "LIFNode", "build_neuron", "detach_net", "names",
+           "reset_net"]

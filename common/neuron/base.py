@@ -26,12 +26,26 @@ class MemoryModule(nn.Module):
         for name, value in self._memories.items():
             setattr(self, name, copy.deepcopy(value))
 
+    def detach(self) -> None:
+        """Cut the autograd graph through the state (keep its values): truncates BPTT at this point."""
+        for name in self._memories:
+            value = getattr(self, name)
+            if isinstance(value, torch.Tensor):
+                setattr(self, name, value.detach())
+
     def state_like(self, name: str, x: torch.Tensor) -> torch.Tensor:
         """The state ``name`` as a tensor shaped like ``x`` (broadcasting a scalar reset value)."""
         value = getattr(self, name)
         if isinstance(value, torch.Tensor) and value.shape == x.shape:
             return value
         return torch.full_like(x, float(value))
+
+
+def detach_net(model: nn.Module) -> None:
+    """Detach the state of every :class:`MemoryModule` in ``model`` (no gradient through earlier steps)."""
+    for module in model.modules():
+        if isinstance(module, MemoryModule):
+            module.detach()
 
 
 def reset_net(model: nn.Module) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from common.kernels.online import ONLINE_BACKENDS, online_lif_multistep
 from common.neuron.base import MemoryModule
 from common.neuron.if_lif import _as_surrogate
 from common.neuron.options import option
@@ -26,15 +27,20 @@ class OnlineLIFNode(MemoryModule):
     running threshold ``run_th[t]`` (EMA, rate 0.1 per batch; ``run_th`` has ``T`` entries, later steps use the last),
     and eval mode fires against ``run_th[t]`` -- a per-sample, batch-independent threshold. ``ots_batch_eval=True``
     reproduces the survey/OTS code, which (through a ``self.train()`` typo) recomputes theta from the statistics of
-    the current evaluation batch.
+    the current evaluation batch. ``backend``: ``torch`` runs the loop below; ``fused``/``cupy``/``auto`` run
+    ``common.kernels.online`` (one autograd node per call, saving ``h`` and theta).
     """
 
-    def __init__(self, tau=2.0, v_threshold=1.0, surrogate="atan", T=4, ots=True, ots_batch_eval=False):
+    def __init__(self, tau=2.0, v_threshold=1.0, surrogate="atan", T=4, ots=True, ots_batch_eval=False,
+                 backend="auto"):
         super().__init__()
         if tau <= 1.0:
             raise ValueError(f"online LIF needs tau > 1, got {tau}")
         self.tau, self.v_threshold, self.ots, self.ots_batch_eval = tau, v_threshold, ots, ots_batch_eval
         self.surrogate = _as_surrogate(surrogate)
+        self.backend = backend
+        if backend != "auto":
+            ONLINE_BACKENDS.get(backend)
         self.register_buffer("run_th", torch.full((T,), float(v_threshold)))
         self.register_memory("v", 0.0)
         self.register_memory("ratio", None)
@@ -62,6 +68,10 @@ class OnlineLIFNode(MemoryModule):
     def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
         decay = 1.0 - 1.0 / self.tau
         v = self.state_like("v", x_seq[0])
+        if self.backend != "torch":
+            spike_seq, self.v = online_lif_multistep(self.backend, x_seq, v, decay, self._step_threshold,
+                                                     self.surrogate)
+            return spike_seq
         spikes = []
         for x in x_seq.unbind(0):
             v = decay * v.detach() + x
@@ -73,13 +83,19 @@ class OnlineLIFNode(MemoryModule):
         self.v = v
         return torch.stack(spikes)
 
+    def _step_threshold(self, v: torch.Tensor) -> torch.Tensor | float:
+        theta = self.threshold(v)
+        self.t += 1
+        return theta
+
     def extra_repr(self) -> str:
         return (f"tau={self.tau}, v_threshold={self.v_threshold}, ots={self.ots}, "
-                f"ots_batch_eval={self.ots_batch_eval}, surrogate={self.surrogate.name}")
+                f"ots_batch_eval={self.ots_batch_eval}, surrogate={self.surrogate.name}, backend={self.backend}")
 
 
 def build_online_lif(cfg, features) -> OnlineLIFNode:
     """``online_lif``: cfg.tau, cfg.v_threshold (= theta[0]), cfg.T (run_th length); extra ``ots`` (default True),
     ``ots_batch_eval`` (default False; True = survey behaviour)."""
+    backend = cfg.backend if cfg.backend in ONLINE_BACKENDS else "auto"  # LIF-only kernels (cpp) -> best path
     return OnlineLIFNode(cfg.tau, cfg.v_threshold, cfg.make_surrogate(), cfg.T, option(cfg, "ots", True),
-                         option(cfg, "ots_batch_eval", False))
+                         option(cfg, "ots_batch_eval", False), backend)

@@ -109,8 +109,8 @@ def test_skip_finished_and_resume_unfinished(repo):
     # a real (non-dry) run: rect resumes in its folder, sigmoid starts, atan stays untouched
     res = sweep(repo, "sweep_sg.sh", "cf10")
     assert res.returncode == 0, res.stderr
-    assert json.loads((out / "rect" / "args.json").read_text())["argv"] == ["--sg", "rect", "--sg-alpha", "default", "--resume",
-                                                                            "runs/cf10/sg/rect"]
+    argv = json.loads((out / "rect" / "args.json").read_text())["argv"]
+    assert argv == ["--sg", "rect", "--sg-alpha", "default", "--resume", "runs/cf10/sg/rect"]
     assert (out / "sigmoid" / "summary.json").exists() and (out / "logs" / "sigmoid.log").exists()
     assert not (out / "atan" / "args.json").exists()
     assert "sweep: 2 done, 1 skipped, 0 failed" in res.stdout

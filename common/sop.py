@@ -1,0 +1,60 @@
+"""``--sop --resume CKPT`` for every task: evaluate a checkpoint on the test set, count synaptic operations
+(:func:`common.energy.count_sops`), print them and write ``sop.json`` next to the checkpoint.
+
+    sop.add_args(parser)                       # --sop, --sop-mode
+    args = cli.parse(parser); sop.check_args(args)
+    result = sop.run(args, task, env, static_input=True) if args.sop else engine.fit(args, task, env)
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from torch.utils.data import DataLoader
+
+from common import checkpoint, energy, methods
+from common.errors import UsageError
+
+
+def add_args(parser) -> None:
+    g = parser.add_argument_group("energy")
+    g.add_argument("--sop", action="store_true",
+                   help="count SOPs of the --resume checkpoint (run dir: its checkpoint_best.pt) on the test set, "
+                        "write sop.json next to it and exit")
+    g.add_argument("--sop-mode", default="corrected", help=f"SOP convention: {', '.join(energy.SOP_MODES.names())}")
+
+
+def check_args(args) -> None:
+    if args.sop_mode not in energy.SOP_MODES:
+        raise UsageError(f"unknown --sop-mode '{args.sop_mode}'; valid: {', '.join(energy.SOP_MODES.names())}")
+    if args.sop and not args.resume:
+        raise UsageError("--sop needs --resume CHECKPOINT (a checkpoint file or run directory)")
+
+
+def checkpoint_path(resume: str) -> Path:
+    path = Path(resume)
+    path = path / "checkpoint_best.pt" if path.is_dir() else path
+    if not path.is_file():
+        raise UsageError(f"--resume: no checkpoint at {path}")
+    return path
+
+
+def run(args, task, env, *, static_input: bool = False, first_layer_sop: bool = False) -> dict:
+    """Count SOPs of ``task.model`` loaded from ``--resume`` with ``--sop-mode``; the model is driven as
+    ``--method`` drives it (``method.run_sequence``, e.g. one step at a time for ``online``). ``static_input``: the
+    same input at every step (first layer counted once); ``first_layer_sop``: count the first layer as SOPs."""
+    method = methods.get(args.method)
+    if method.model_kind == "ann":
+        raise UsageError(f"--sop counts spikes; --method {args.method} trains a non-spiking network")
+    path = checkpoint_path(args.resume)
+    model = task.model.to(env.device)
+    model.load_state_dict(checkpoint.load(path, map_location=env.device)["model"])
+    loader = DataLoader(task.test_set, batch_size=args.batch_size, collate_fn=task.test_collate,
+                        num_workers=args.workers)
+    result = energy.count_sops(model, loader, task.encode, task.decode, args.sop_mode, env.device,
+                               args.limit_batches, forward=method.run_sequence, static_input=static_input,
+                               first_layer_sop=first_layer_sop)
+    energy.write_sop_json(path.parent, result, checkpoint=str(path), batch_size=args.batch_size)
+    print(f"test acc {result['acc']:.2%}  SOP {result['sop_m_per_sample']:.4f} M per sample "
+          f"({result['sop_m_per_step']:.6f} M per step)  first-layer FLOP {result['first_layer_flop_m']:.4f} M  "
+          f"[{args.sop_mode}, {result['n_samples']} samples]  ({path})", flush=True)
+    return result

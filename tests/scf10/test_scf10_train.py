@@ -1,0 +1,98 @@
+"""scf10/train.py end to end on a tiny fake CIFAR10: one short epoch per survey column, rejected combinations,
+and ``--sop`` on a checkpoint in both modes."""
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from common.errors import UsageError
+from common.runlog import read_metrics
+from scf10 import train
+from tests.fakedata import skip_cifar10_md5, write_fake_cifar10
+
+C = 8
+# survey column -> flags (README "sequential CIFAR10" table)
+COLUMNS = {
+    "IF": ["--neuron", "if"],
+    "LIF": [],
+    "CLIF": ["--neuron", "clif"],
+    "PSN family": ["--neuron", "sliding_psn", "--neuron-opt", "k=4"],
+    "TEBN": ["--norm", "tebn"],
+    "OSR": ["--method", "online", "--neuron", "online_lif", "--norm", "osr"],
+    "BlockALIF": ["--neuron", "blockalif", "--neuron-opt", "latency=1", "--neuron-opt", "b_init=1.8"],
+}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tensors: thread start-up costs more than it saves (and the test machine is shared)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cifar")
+    write_fake_cifar10(root, n_train=16, n_test=8)
+    return root
+
+
+@pytest.fixture(autouse=True)
+def _md5(monkeypatch):
+    skip_cifar10_md5(monkeypatch)
+
+
+def small(data_dir, out_dir, *extra):
+    return ["--data-dir", str(data_dir), "--out-dir", str(out_dir), "--device", "cpu", "--workers", "0",
+            "--channels", str(C), "-b", "8", "--epochs", "1", "--limit-batches", "2", *extra]
+
+
+@pytest.mark.parametrize("column", sorted(COLUMNS))
+def test_each_survey_column_trains_one_epoch(column, data_dir, tmp_path):
+    summary = train.main(small(data_dir, tmp_path, *COLUMNS[column]))
+    run_dir = Path(summary["run_dir"])
+    assert run_dir.name.startswith("scf10_") and f"_c{C}_" in run_dir.name
+    (row,) = read_metrics(run_dir / "metrics.csv")
+    assert row["train_samples_per_s"] > 0 and 0.0 <= row["test_acc"] <= 1.0
+
+
+@pytest.mark.parametrize("flags,match", [
+    (["-T", "4"], "T is the image width 32"),
+    (["--method", "online", "--neuron", "psn"], "one time step at a time"),
+    (["--method", "tandem"], "no 'tandem' variant"),
+    (["--method", "ann"], "no 'ann' variant"),
+])
+def test_impossible_combinations_are_rejected(flags, match, data_dir, tmp_path):
+    with pytest.raises(UsageError, match=match):
+        train.main(small(data_dir, tmp_path, *flags))
+
+
+def test_sop_of_a_checkpoint_in_both_modes(data_dir, tmp_path, capsys):
+    run_dir = Path(train.main(small(data_dir, tmp_path, "--limit-batches", "1"))["run_dir"])
+    results = {mode: train.main(small(data_dir, tmp_path, "--sop", "--resume", str(run_dir), "--sop-mode", mode))
+               for mode in ("corrected", "paper")}
+    assert "SOP" in capsys.readouterr().out
+    stored = json.loads((run_dir / "sop.json").read_text())
+    assert set(stored) == {"corrected", "paper"}
+    paper, corrected = results["paper"], results["corrected"]
+    # per step: conv1 (first layer) 3*3*C + C (paper) / 3*3*C*32 (corrected), conv2-6 3*C*C + C / 3*C*C*L
+    assert [x["ops_per_step"] for x in paper["per_layer"]] == [9 * C + C] + [3 * C * C + C] * 5 + [
+        8 * C * 2 * C + 2 * C, 2 * C * 10 + 10]
+    assert [x["ops_per_step"] for x in corrected["per_layer"]][:4] == [9 * C * 32, 3 * C * C * 32,
+                                                                       3 * C * C * 32, 3 * C * C * 16]
+    assert paper["first_layer_flop_m"] == pytest.approx(32 * (9 * C + C) / 1e6)
+    for res in results.values():
+        expected = sum(x["rate"] * x["ops_per_step"] * 32 for x in res["per_layer"][1:]) / 1e6
+        assert res["sop_m_per_sample"] == pytest.approx(expected)
+        assert res["acc"] == pytest.approx(read_metrics(run_dir / "metrics.csv")[0]["test_acc"])
+
+
+def test_sop_of_an_online_checkpoint_runs_step_by_step(data_dir, tmp_path):
+    flags = COLUMNS["OSR"] + ["--limit-batches", "1"]
+    run_dir = Path(train.main(small(data_dir, tmp_path, *flags))["run_dir"])
+    res = train.main(small(data_dir, tmp_path, *flags, "--sop", "--resume", str(run_dir)))
+    assert all(x["steps_per_sample"] == 32 for x in res["per_layer"])
+    assert res["acc"] == pytest.approx(read_metrics(run_dir / "metrics.csv")[0]["test_acc"])
