@@ -23,20 +23,21 @@ BACKENDS = Registry("backend")
 AUTO_ORDER = {"cuda": ("cupy", "fused"), "cpu": ("cpp", "fused")}
 
 
-def available(name: str, device: torch.device | str) -> bool:
-    fn = BACKENDS.get(name)
+def available(name: str, device: torch.device | str, registry: Registry = BACKENDS) -> bool:
+    fn = registry.get(name)
     check = getattr(fn, "is_available", None)
     return True if check is None else bool(check(torch.device(device)))
 
 
-def resolve_backend(name: str, device: torch.device | str) -> str:
-    """Map ``auto`` to a concrete backend for ``device``; check that an explicit name exists."""
+def resolve_backend(name: str, device: torch.device | str, registry: Registry = BACKENDS) -> str:
+    """Map ``auto`` to a concrete backend of ``registry`` for ``device``; check that an explicit name exists.
+    (The CLIF and online-LIF registries in ``common.kernels.clif`` / ``online`` resolve through the same order.)"""
     device = torch.device(device)
     if name != "auto":
-        BACKENDS.get(name)
+        registry.get(name)
         return name
     for candidate in AUTO_ORDER.get(device.type, ("fused",)):
-        if candidate in BACKENDS and available(candidate, device):
+        if candidate in registry and available(candidate, device, registry):
             return candidate
     return "torch"
 
@@ -47,6 +48,6 @@ def multistep(backend: str, x_seq, v_init, params: ChargeParams, surrogate):
 
 
 # Registration happens on import of the backend modules.
-from common.kernels import cpu_native, fused, torch_loop  # noqa: E402,F401
+from common.kernels import cpu_native, cupy_ops, fused, torch_loop  # noqa: E402,F401
 
 __all__ = ["BACKENDS", "ChargeParams", "multistep", "resolve_backend", "available"]

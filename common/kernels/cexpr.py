@@ -1,8 +1,8 @@
 """C expressions shared by the compiled CPU and CuPy kernel generators.
 
-``Surrogate.cuda_expr(x)`` renders ``g'(x)`` in float math (``expf``, ``2.0f``); :func:`surrogate_expr` returns it for
-a compute type, rewriting float functions and literals to their double forms for ``double``, so that the float64
-kernels (gradcheck) are not limited to float precision.
+``Surrogate.cuda_expr(x)`` renders ``g'(x)`` in float math (``expf``, ``2.0f``); :func:`to_double` rewrites float
+functions and literals to their double forms, so that the float64 kernels (gradcheck) are not limited to float
+precision.
 """
 from __future__ import annotations
 
@@ -19,13 +19,3 @@ _LITERAL_RE = re.compile(r"(?<![\w.])((?:\d+\.\d*|\.\d+|\d+(?=[eE]))(?:[eE][+-]?
 def to_double(expr: str) -> str:
     """``expf(2.0f * x)`` -> ``exp(2.0 * x)``: the same expression evaluated in double precision."""
     return _LITERAL_RE.sub(r"\1", _FUNC_RE.sub(lambda m: m.group(1)[:-1] + "(", expr))
-
-
-def surrogate_expr(surrogate, x: str, ctype: str) -> str:
-    """``g'(x)`` of ``surrogate`` as a C expression in ``ctype`` (``float`` or ``double``)."""
-    expr = f"({surrogate.cuda_expr(x)})"
-    if ctype == "float":
-        return expr
-    if ctype == "double":
-        return to_double(expr)
-    raise ValueError(f"no surrogate expression for compute type {ctype!r}")
