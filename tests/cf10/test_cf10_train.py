@@ -4,7 +4,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from cf10 import train
 from common import checkpoint
@@ -14,15 +13,6 @@ from tests.fakedata import skip_cifar10_md5, write_fake_cifar10
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULT_KEYS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr")
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors on a shared CPU: one torch thread avoids OpenMP threads waiting on each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture

@@ -23,15 +23,6 @@ from common.surrogate import get as get_surrogate
 T, N, D, H, C = 4, 24, 6, 16, 3
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: thread start-up costs more than it saves (and the test machine is shared)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 class TinyNet(nn.Sequential):
     """``Linear -> norm -> act -> Linear`` on ``[T, N, D]`` (SNN) or ``[N, D]`` (ANN), with ``activation_layers``."""
 

@@ -4,7 +4,6 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
 from common.errors import UsageError
 from common.runlog import read_metrics
@@ -22,15 +21,6 @@ COLUMNS = {
     "OSR": ["--method", "online", "--neuron", "online_lif", "--norm", "osr"],
     "BlockALIF": ["--neuron", "blockalif", "--neuron-opt", "latency=1", "--neuron-opt", "b_init=1.8"],
 }
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: thread start-up costs more than it saves (and the test machine is shared)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
