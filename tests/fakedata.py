@@ -57,3 +57,11 @@ def skip_cifar10_md5(monkeypatch) -> None:
     import torchvision.datasets.cifar as cifar
 
     monkeypatch.setattr(cifar, "check_integrity", lambda *args, **kwargs: True)
+
+
+def smoke_args(data_dir, out_dir, *extra, channels: int = 8, batch_size: int = 8, epochs: int = 1,
+               limit_batches: int = 2) -> list[str]:
+    """Flags of a seconds-long CPU run of a CIFAR10 task (cf10/scf10 ``train.main``) on the fake data."""
+    return ["--data-dir", str(data_dir), "--out-dir", str(out_dir), "--device", "cpu", "--workers", "0",
+            "--channels", str(channels), "-b", str(batch_size), "--epochs", str(epochs),
+            "--limit-batches", str(limit_batches), *extra]

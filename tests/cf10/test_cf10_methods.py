@@ -9,7 +9,7 @@ import torch
 from cf10 import train
 from common.errors import UsageError
 from common.runlog import read_metrics
-from tests.fakedata import skip_cifar10_md5, write_fake_cifar10
+from tests.fakedata import skip_cifar10_md5, smoke_args
 
 C = 8
 # survey column -> flags (README "CIFAR10" table); distillation adds --teacher
@@ -27,36 +27,26 @@ COLUMNS = {
 }
 
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("cifar")
-    write_fake_cifar10(root, n_train=16, n_test=8)
-    return root
-
-
-@pytest.fixture(autouse=True)
-def _md5(monkeypatch):
-    skip_cifar10_md5(monkeypatch)
+pytestmark = pytest.mark.usefixtures("cifar10_no_md5")
 
 
 def small(data_dir, out_dir, *extra):
-    return ["--data-dir", str(data_dir), "--out-dir", str(out_dir), "--device", "cpu", "--workers", "0",
-            "--channels", str(C), "-b", "8", "--epochs", "1", "--limit-batches", "2", *extra]
+    return smoke_args(data_dir, out_dir, *extra, channels=C)
 
 
 @pytest.fixture(scope="module")
-def teacher(data_dir, tmp_path_factory):
+def teacher(cifar10_dir, tmp_path_factory):
     """A one-epoch ANN run directory (the distillation teacher)."""
     out = tmp_path_factory.mktemp("ann")
     with pytest.MonkeyPatch.context() as mp:
         skip_cifar10_md5(mp)
-        return train.main(small(data_dir, out, "--ann"))["run_dir"]
+        return train.main(small(cifar10_dir, out, "--ann"))["run_dir"]
 
 
 @pytest.mark.parametrize("column", sorted(COLUMNS))
-def test_each_survey_column_trains_one_epoch(column, data_dir, tmp_path, teacher):
+def test_each_survey_column_trains_one_epoch(column, cifar10_dir, tmp_path, teacher):
     extra = ["--teacher", teacher] if "distillation" in column else []
-    summary = train.main(small(data_dir, tmp_path, *COLUMNS[column], *extra))
+    summary = train.main(small(cifar10_dir, tmp_path, *COLUMNS[column], *extra))
     (row,) = read_metrics(Path(summary["run_dir"]) / "metrics.csv")
     assert row["train_samples_per_s"] > 0 and 0.0 <= row["test_acc"] <= 1.0
 
@@ -68,22 +58,22 @@ def test_each_survey_column_trains_one_epoch(column, data_dir, tmp_path, teacher
     (["--sop"], "--sop needs --resume"),
     (["--sop-mode", "nope", "--sop"], "unknown --sop-mode"),
 ])
-def test_impossible_combinations_are_rejected(flags, match, data_dir, tmp_path):
+def test_impossible_combinations_are_rejected(flags, match, cifar10_dir, tmp_path):
     with pytest.raises(UsageError, match=match):
-        train.main(small(data_dir, tmp_path, *flags))
+        train.main(small(cifar10_dir, tmp_path, *flags))
 
 
-def test_the_teacher_must_match_the_student_task(data_dir, tmp_path, teacher):
+def test_the_teacher_must_match_the_student_task(cifar10_dir, tmp_path, teacher):
     with pytest.raises(UsageError, match="not a checkpoint of this task's ANN"):
-        train.main(small(data_dir, tmp_path, "--method", "distill_response", "--teacher", teacher,
+        train.main(small(cifar10_dir, tmp_path, "--method", "distill_response", "--teacher", teacher,
                          "--channels", "4"))
 
 
 @pytest.mark.parametrize("column", ["LIF", "OSR", "Tandem"])
-def test_sop_of_a_checkpoint_in_both_modes(column, data_dir, tmp_path):
+def test_sop_of_a_checkpoint_in_both_modes(column, cifar10_dir, tmp_path):
     flags = COLUMNS[column] + ["--limit-batches", "1"]
-    run_dir = Path(train.main(small(data_dir, tmp_path, *flags))["run_dir"])
-    results = {mode: train.main(small(data_dir, tmp_path, *flags, "--sop", "--resume", str(run_dir),
+    run_dir = Path(train.main(small(cifar10_dir, tmp_path, *flags))["run_dir"])
+    results = {mode: train.main(small(cifar10_dir, tmp_path, *flags, "--sop", "--resume", str(run_dir),
                                       "--sop-mode", mode)) for mode in ("corrected", "paper")}
     assert set(json.loads((run_dir / "sop.json").read_text())) == {"corrected", "paper"}
     paper, corrected = results["paper"], results["corrected"]
@@ -98,9 +88,9 @@ def test_sop_of_a_checkpoint_in_both_modes(column, data_dir, tmp_path):
         assert res["acc"] == pytest.approx(read_metrics(run_dir / "metrics.csv")[0]["test_acc"])
 
 
-def test_sop_refuses_the_ann(data_dir, tmp_path, teacher):
+def test_sop_refuses_the_ann(cifar10_dir, tmp_path, teacher):
     with pytest.raises(UsageError, match="non-spiking"):
-        train.main(small(data_dir, tmp_path, "--ann", "--sop", "--resume", teacher))
+        train.main(small(cifar10_dir, tmp_path, "--ann", "--sop", "--resume", teacher))
 
 
 def combinations():

@@ -8,7 +8,7 @@ import pytest
 from common.errors import UsageError
 from common.runlog import read_metrics
 from scf10 import train
-from tests.fakedata import skip_cifar10_md5, write_fake_cifar10
+from tests.fakedata import smoke_args
 
 C = 8
 # survey column -> flags (README "sequential CIFAR10" table)
@@ -23,26 +23,16 @@ COLUMNS = {
 }
 
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("cifar")
-    write_fake_cifar10(root, n_train=16, n_test=8)
-    return root
-
-
-@pytest.fixture(autouse=True)
-def _md5(monkeypatch):
-    skip_cifar10_md5(monkeypatch)
+pytestmark = pytest.mark.usefixtures("cifar10_no_md5")
 
 
 def small(data_dir, out_dir, *extra):
-    return ["--data-dir", str(data_dir), "--out-dir", str(out_dir), "--device", "cpu", "--workers", "0",
-            "--channels", str(C), "-b", "8", "--epochs", "1", "--limit-batches", "2", *extra]
+    return smoke_args(data_dir, out_dir, *extra, channels=C)
 
 
 @pytest.mark.parametrize("column", sorted(COLUMNS))
-def test_each_survey_column_trains_one_epoch(column, data_dir, tmp_path):
-    summary = train.main(small(data_dir, tmp_path, *COLUMNS[column]))
+def test_each_survey_column_trains_one_epoch(column, cifar10_dir, tmp_path):
+    summary = train.main(small(cifar10_dir, tmp_path, *COLUMNS[column]))
     run_dir = Path(summary["run_dir"])
     assert run_dir.name.startswith("scf10_") and f"_c{C}_" in run_dir.name
     (row,) = read_metrics(run_dir / "metrics.csv")
@@ -55,14 +45,14 @@ def test_each_survey_column_trains_one_epoch(column, data_dir, tmp_path):
     (["--method", "tandem"], "no 'tandem' variant"),
     (["--method", "ann"], "no 'ann' variant"),
 ])
-def test_impossible_combinations_are_rejected(flags, match, data_dir, tmp_path):
+def test_impossible_combinations_are_rejected(flags, match, cifar10_dir, tmp_path):
     with pytest.raises(UsageError, match=match):
-        train.main(small(data_dir, tmp_path, *flags))
+        train.main(small(cifar10_dir, tmp_path, *flags))
 
 
-def test_sop_of_a_checkpoint_in_both_modes(data_dir, tmp_path, capsys):
-    run_dir = Path(train.main(small(data_dir, tmp_path, "--limit-batches", "1"))["run_dir"])
-    results = {mode: train.main(small(data_dir, tmp_path, "--sop", "--resume", str(run_dir), "--sop-mode", mode))
+def test_sop_of_a_checkpoint_in_both_modes(cifar10_dir, tmp_path, capsys):
+    run_dir = Path(train.main(small(cifar10_dir, tmp_path, "--limit-batches", "1"))["run_dir"])
+    results = {mode: train.main(small(cifar10_dir, tmp_path, "--sop", "--resume", str(run_dir), "--sop-mode", mode))
                for mode in ("corrected", "paper")}
     assert "SOP" in capsys.readouterr().out
     stored = json.loads((run_dir / "sop.json").read_text())
@@ -80,9 +70,9 @@ def test_sop_of_a_checkpoint_in_both_modes(data_dir, tmp_path, capsys):
         assert res["acc"] == pytest.approx(read_metrics(run_dir / "metrics.csv")[0]["test_acc"])
 
 
-def test_sop_of_an_online_checkpoint_runs_step_by_step(data_dir, tmp_path):
+def test_sop_of_an_online_checkpoint_runs_step_by_step(cifar10_dir, tmp_path):
     flags = COLUMNS["OSR"] + ["--limit-batches", "1"]
-    run_dir = Path(train.main(small(data_dir, tmp_path, *flags))["run_dir"])
-    res = train.main(small(data_dir, tmp_path, *flags, "--sop", "--resume", str(run_dir)))
+    run_dir = Path(train.main(small(cifar10_dir, tmp_path, *flags))["run_dir"])
+    res = train.main(small(cifar10_dir, tmp_path, *flags, "--sop", "--resume", str(run_dir)))
     assert all(x["steps_per_sample"] == 32 for x in res["per_layer"])
     assert res["acc"] == pytest.approx(read_metrics(run_dir / "metrics.csv")[0]["test_acc"])
