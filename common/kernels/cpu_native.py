@@ -37,7 +37,7 @@ FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c++17", "
 DTYPES = {torch.float32: "f32", torch.float64: "f64"}
 _VOID = ctypes.c_void_p
 _FWD_ARGS = [_VOID] * 5 + [ctypes.c_int64] * 2 + [ctypes.c_double] * 5 + [ctypes.c_int]
-_BWD_ARGS = [_VOID] * 5 + [ctypes.c_int64] * 2 + [ctypes.c_double] * 4 + [ctypes.c_int]
+_BWD_ARGS = [_VOID] * 5 + [ctypes.c_int64] * 3 + [ctypes.c_int] + [ctypes.c_double] * 4 + [ctypes.c_int]
 GRAIN = 1 << 16  # neuron-steps per thread: smaller calls use fewer threads (a parallel region costs ~10 us idle,
 #                   milliseconds when the cores are busy with other processes)
 _failed: dict[str, str] = {}  # reason why compiled kernels are unusable in this process (warned once)
@@ -160,7 +160,11 @@ class CppMultiStep(torch.autograd.Function):
     def backward(ctx, grad_spike, grad_v_last):
         (h_seq,) = ctx.saved_tensors
         p = ctx.p
-        grad_spike = torch.zeros_like(h_seq) if grad_spike is None else grad_spike.contiguous()
+        grad_spike = h_seq.new_zeros(()).expand_as(h_seq) if grad_spike is None else grad_spike
+        # one value per step for all neurons (the gradient of a sum) is read in place, not materialised
+        broadcast = all(stride == 0 for stride in grad_spike.stride()[1:])
+        if not broadcast:
+            grad_spike = grad_spike.contiguous()
         grad_v_last = None if grad_v_last is None else grad_v_last.contiguous()  # None: zero (kernel reads nothing)
         grad_x = torch.empty_like(h_seq)
         grad_v_init = torch.empty_like(h_seq[0]) if ctx.needs_input_grad[1] else None
@@ -168,7 +172,8 @@ class CppMultiStep(torch.autograd.Function):
                 f"{'detach' if p.detach_reset else 'keep'}")
         ctx.lib[name](
             _ptr(grad_spike), _ptr(grad_v_last), _ptr(h_seq), _ptr(grad_x), _ptr(grad_v_init), h_seq.shape[0],
-            h_seq[0].numel(), p.k_v, p.k_x, p.v_threshold, p.v_reset or 0.0, _threads(h_seq.numel()))
+            h_seq[0].numel(), grad_spike.stride(0), int(broadcast), p.k_v, p.k_x, p.v_threshold, p.v_reset or 0.0,
+            _threads(h_seq.numel()))
         return grad_x, grad_v_init, None, None
 
 

@@ -87,10 +87,11 @@ struct BackwardArgs {
   T* grad_x;
   T* grad_v_init;
   int64_t steps, n;
+  int64_t grad_spike_stride_t;  // with kBroadcast: grad_spike[t] is one value for all neurons (e.g. from a sum)
   T k_v, k_x, v_th, v_reset;
 };
 
-template <typename T, bool kHard, bool kDetach>
+template <typename T, bool kHard, bool kDetach, bool kBroadcast>
 void backward_chunk(const void* args, int64_t chunk) {
   const auto& a = *static_cast<const BackwardArgs<T>*>(args);
   const int64_t n0 = chunk * kChunk, len = std::min(kChunk, a.n - n0);
@@ -103,7 +104,7 @@ void backward_chunk(const void* args, int64_t chunk) {
   }
   for (int64_t t = a.steps - 1; t >= 0; --t) {
     const int64_t off = t * a.n + n0;
-    const T* __restrict__ gst = a.grad_spike + off;
+    const T* __restrict__ gst = a.grad_spike + (kBroadcast ? t * a.grad_spike_stride_t : off);
     const T* __restrict__ ht = a.h_seq + off;
     T* __restrict__ gxt = a.grad_x + off;
 #pragma omp simd
@@ -118,7 +119,7 @@ void backward_chunk(const void* args, int64_t chunk) {
       } else {
         dv_dh = kDetach ? T(1) : T(1) - v_th * sg;
       }
-      const T grad_h = gst[j] * sg + gv[j] * dv_dh;
+      const T grad_h = (kBroadcast ? gst[0] : gst[j]) * sg + gv[j] * dv_dh;
       gxt[j] = grad_h * k_x;
       gv[j] = grad_h * k_v;
     }
@@ -138,10 +139,12 @@ int64_t chunks(int64_t n) { return (n + kChunk - 1) / kChunk; }
   }
 #define SNN_BACKWARD(NAME, T, HARD, DETACH)                                                                        \
   extern "C" void NAME(const T* grad_spike, const T* grad_v_last, const T* h_seq, T* grad_x, T* grad_v_init,       \
-                       int64_t steps, int64_t n, double k_v, double k_x, double v_th, double v_reset, int threads) { \
+                       int64_t steps, int64_t n, int64_t grad_spike_stride_t, int grad_spike_broadcast,           \
+                       double k_v, double k_x, double v_th, double v_reset, int threads) {                        \
     const BackwardArgs<T> args{grad_spike, grad_v_last, h_seq, grad_x, grad_v_init, steps, n,                      \
-                               T(k_v), T(k_x), T(v_th), T(v_reset)};                                               \
-    run_chunks(backward_chunk<T, HARD, DETACH>, &args, chunks(n), threads);                                         \
+                               grad_spike_stride_t, T(k_v), T(k_x), T(v_th), T(v_reset)};                          \
+    run_chunks(grad_spike_broadcast ? backward_chunk<T, HARD, DETACH, true> : backward_chunk<T, HARD, DETACH, false>, \
+               &args, chunks(n), threads);                                                                         \
   }
 
 SNN_FORWARD(snn_fwd_f32_hard_h, float, true, true)

@@ -285,3 +285,21 @@ def test_surrogate_without_cuda_expr_runs_fused():
     x, v0, g = _inputs(4)
     for a, b in zip(_run("cpp", x, v0, p, sg, g), _run("fused", x, v0, p, sg, g)):
         assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("reduce", ["sum", "per_step", "none"])
+def test_broadcast_spike_gradients_are_read_in_place(reduce):
+    """Gradients that are one value per step for all neurons (the loss is a sum) skip materialisation; the result
+    equals the torch backend's."""
+    sg, p = surrogate.get("atan"), ChargeParams.leaky(2.0, True, 1.0, 0.0, False)
+    step_weight = torch.linspace(0.5, 2.0, 6)
+    losses = {"sum": lambda s, v: s.sum(),
+              "per_step": lambda s, v: (s.sum(dim=(1, 2)) * step_weight).sum(),
+              "none": lambda s, v: v.sum()}
+    grads = []
+    for backend in ("cpp", "torch"):
+        x = (torch.rand(6, 3, 50, generator=torch.Generator().manual_seed(1)) * 2).requires_grad_(True)
+        spikes, v_last = kernels.BACKENDS.get(backend)(x, torch.zeros(3, 50), p, sg)
+        losses[reduce](spikes, v_last).backward()
+        grads.append(x.grad)
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-5, atol=1e-6)
