@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from common.errors import UsageError
+
 
 def save_atomic(obj, path: str | Path) -> None:
     """``torch.save`` to a temporary file in the same folder, fsync, then rename over ``path``.
@@ -30,6 +32,16 @@ def save_atomic(obj, path: str | Path) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def find(path: str | Path, in_run_dir: str, flag: str) -> Path:
+    """The checkpoint named by a CLI ``flag``: a file, or ``in_run_dir`` (e.g. ``checkpoint_latest.pt``) inside a run
+    directory; a missing one is a one-line usage error."""
+    path = Path(path)
+    path = path / in_run_dir if path.is_dir() else path
+    if not path.is_file():
+        raise UsageError(f"{flag}: no checkpoint at {path}")
+    return path
 
 
 def load(path: str | Path, map_location="cpu") -> dict:

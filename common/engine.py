@@ -170,10 +170,7 @@ def resolve_run_dir(args, name: str) -> tuple[Path, Path | None]:
     """``(run_dir, checkpoint to resume or None)``. ``--resume`` (a checkpoint or a run directory) continues in the
     checkpoint's folder; otherwise ``<out-dir>/<name>``, refused if it already holds checkpoints."""
     if args.resume:
-        path = Path(args.resume)
-        ckpt = path / "checkpoint_latest.pt" if path.is_dir() else path
-        if not ckpt.is_file():
-            raise UsageError(f"--resume: no checkpoint at {ckpt}")
+        ckpt = checkpoint.find(args.resume, "checkpoint_latest.pt", "--resume")
         return ckpt.parent, ckpt
     run_dir = Path(args.out_dir) / name
     existing = sorted(run_dir.glob("checkpoint_*.pt"))

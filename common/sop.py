@@ -7,8 +7,6 @@
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 from torch.utils.data import DataLoader
 
 from common import checkpoint, energy, methods
@@ -30,14 +28,6 @@ def check_args(args) -> None:
         raise UsageError("--sop needs --resume CHECKPOINT (a checkpoint file or run directory)")
 
 
-def checkpoint_path(resume: str) -> Path:
-    path = Path(resume)
-    path = path / "checkpoint_best.pt" if path.is_dir() else path
-    if not path.is_file():
-        raise UsageError(f"--resume: no checkpoint at {path}")
-    return path
-
-
 def run(args, task, env, *, static_input: bool = False, first_layer_sop: bool = False) -> dict:
     """Count SOPs of ``task.model`` loaded from ``--resume`` with ``--sop-mode``; the model is driven as
     ``--method`` drives it (``method.run_sequence``, e.g. one step at a time for ``online``). ``static_input``: the
@@ -45,7 +35,7 @@ def run(args, task, env, *, static_input: bool = False, first_layer_sop: bool = 
     method = methods.get(args.method)
     if method.model_kind == "ann":
         raise UsageError(f"--sop counts spikes; --method {args.method} trains a non-spiking network")
-    path = checkpoint_path(args.resume)
+    path = checkpoint.find(args.resume, "checkpoint_best.pt", "--resume")
     model = task.model.to(env.device)
     model.load_state_dict(checkpoint.load(path, map_location=env.device)["model"])
     loader = DataLoader(task.test_set, batch_size=args.batch_size, collate_fn=task.test_collate,

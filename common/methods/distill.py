@@ -16,7 +16,6 @@ neuron output (``activation_layers()`` of both models, matched by index):
 from __future__ import annotations
 
 import contextlib
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -37,15 +36,6 @@ def response_kd(y: torch.Tensor, z: torch.Tensor, tau: float) -> torch.Tensor:
 def response_kd_survey(y: torch.Tensor, z: torch.Tensor, tau: float) -> torch.Tensor:
     """The survey's ``tau^2 F.cross_entropy(y/tau, z/tau)``: raw teacher logits used as soft targets."""
     return F.cross_entropy(y / tau, z / tau) * tau ** 2
-
-
-def teacher_checkpoint(path: str) -> Path:
-    """A checkpoint file, or ``checkpoint_latest.pt`` of a run directory (the survey's teacher was the last epoch)."""
-    p = Path(path)
-    p = p / "checkpoint_latest.pt" if p.is_dir() else p
-    if not p.is_file():
-        raise UsageError(f"--teacher: no checkpoint at {p}")
-    return p
 
 
 @contextlib.contextmanager
@@ -73,7 +63,8 @@ class Distillation(Method):
         super().__init__(args, task)
         if not getattr(args, "teacher", None):
             raise UsageError(f"--method {self.name} needs --teacher PATH (a checkpoint of the --ann network)")
-        self.teacher_path = teacher_checkpoint(args.teacher)
+        # a run directory gives its last epoch, as the survey's teacher
+        self.teacher_path = checkpoint.find(args.teacher, "checkpoint_latest.pt", "--teacher")
         self.teacher: nn.Module | None = None
 
     def setup(self, ctx) -> None:

@@ -22,7 +22,6 @@ from torch import nn
 
 from common.neuron.base import MemoryModule
 from common.neuron.if_lif import _as_surrogate
-from common.neuron.options import option
 
 
 class _AdaptiveBase(MemoryModule):
@@ -149,9 +148,9 @@ class BlockALIFNode(_AdaptiveBase):
 
 
 def _adaptive_options(cfg, features) -> dict:
-    return dict(features=features, latency=option(cfg, "latency", 1), v_threshold=cfg.v_threshold,
-                surrogate=cfg.make_surrogate(), beta_init=option(cfg, "beta_init", 0.99),
-                p_init=option(cfg, "p_init", 0.99), b_init=option(cfg, "b_init", 0.999))
+    return dict(features=features, latency=cfg.option("latency", 1), v_threshold=cfg.v_threshold,
+                surrogate=cfg.make_surrogate(), beta_init=cfg.option("beta_init", 0.99),
+                p_init=cfg.option("p_init", 0.99), b_init=cfg.option("b_init", 0.999))
 
 
 def build_alif(cfg, features) -> ALIFNode:

@@ -6,7 +6,6 @@ import torch
 from common.kernels.clif import CLIF_BACKENDS, ClifParams, clif_multistep
 from common.neuron.base import MemoryModule
 from common.neuron.if_lif import _as_surrogate
-from common.neuron.options import option
 
 
 class CLIFNode(MemoryModule):
@@ -63,4 +62,4 @@ class CLIFNode(MemoryModule):
 def build_clif(cfg, features) -> CLIFNode:
     """``clif``: cfg.tau, cfg.v_threshold, surrogate; extra ``clif_sigmoid_carry`` (bool, default False)."""
     backend = cfg.backend if cfg.backend in CLIF_BACKENDS else "auto"  # LIF-only kernels (cpp) -> best CLIF path
-    return CLIFNode(cfg.tau, cfg.v_threshold, cfg.make_surrogate(), option(cfg, "clif_sigmoid_carry", False), backend)
+    return CLIFNode(cfg.tau, cfg.v_threshold, cfg.make_surrogate(), cfg.option("clif_sigmoid_carry", False), backend)

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
+
 
 @dataclass
 class NeuronConfig:
@@ -32,6 +34,17 @@ class NeuronConfig:
         values["extra"] = dict(getattr(args, "neuron_extra", None) or {})
         values.update(overrides)
         return cls(**values)
+
+    def option(self, key: str, default):
+        """``extra[key]`` (from ``--neuron-opt KEY=VALUE``, maybe a string) converted to the type of ``default``;
+        booleans accept true/false/1/0/yes/no/on/off."""
+        value = self.extra.get(key, default)
+        if isinstance(default, bool):
+            text = str(value).strip().lower()
+            if text not in _TRUE | _FALSE:
+                raise ValueError(f"neuron option {key}={value!r} is not a boolean")
+            return text in _TRUE
+        return type(default)(value)
 
     def make_surrogate(self):
         from common import surrogate

@@ -7,7 +7,6 @@ import torch
 from common.kernels.online import ONLINE_BACKENDS, online_lif_multistep
 from common.neuron.base import MemoryModule
 from common.neuron.if_lif import _as_surrogate
-from common.neuron.options import option
 
 RUN_TH_MOMENTUM = 0.9  # run_th[t] <- 0.9 run_th[t] + 0.1 theta[t], once per training batch
 
@@ -97,5 +96,5 @@ def build_online_lif(cfg, features) -> OnlineLIFNode:
     """``online_lif``: cfg.tau, cfg.v_threshold (= theta[0]), cfg.T (run_th length); extra ``ots`` (default True),
     ``ots_batch_eval`` (default False; True = survey behaviour)."""
     backend = cfg.backend if cfg.backend in ONLINE_BACKENDS else "auto"  # LIF-only kernels (cpp) -> best path
-    return OnlineLIFNode(cfg.tau, cfg.v_threshold, cfg.make_surrogate(), cfg.T, option(cfg, "ots", True),
-                         option(cfg, "ots_batch_eval", False), backend)
+    return OnlineLIFNode(cfg.tau, cfg.v_threshold, cfg.make_surrogate(), cfg.T, cfg.option("ots", True),
+                         cfg.option("ots_batch_eval", False), backend)

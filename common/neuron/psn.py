@@ -12,7 +12,6 @@ from torch import nn
 
 from common.neuron.base import MemoryModule
 from common.neuron.if_lif import _as_surrogate
-from common.neuron.options import option
 
 
 def _fire(weight: torch.Tensor, bias: torch.Tensor, x_seq: torch.Tensor, surrogate) -> torch.Tensor:
@@ -128,9 +127,9 @@ def build_psn(cfg, features) -> PSN:
 
 def build_masked_psn(cfg, features) -> MaskedPSN:
     """``masked_psn``: extra ``k`` (order, default 4), ``psn_lambda`` (mask mix, default 1.0 = fully masked)."""
-    return MaskedPSN(cfg.T, option(cfg, "k", 4), cfg.v_threshold, cfg.make_surrogate(), option(cfg, "psn_lambda", 1.0))
+    return MaskedPSN(cfg.T, cfg.option("k", 4), cfg.v_threshold, cfg.make_surrogate(), cfg.option("psn_lambda", 1.0))
 
 
 def build_sliding_psn(cfg, features) -> SlidingPSN:
     """``sliding_psn``: extra ``k`` (order, default 4), ``exp_init`` (bool, default True)."""
-    return SlidingPSN(option(cfg, "k", 4), cfg.v_threshold, cfg.make_surrogate(), option(cfg, "exp_init", True))
+    return SlidingPSN(cfg.option("k", 4), cfg.v_threshold, cfg.make_surrogate(), cfg.option("exp_init", True))
