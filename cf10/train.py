@@ -8,17 +8,13 @@ Direct encoding: the image is repeated over T steps; the prediction is the mean 
 from __future__ import annotations
 
 import argparse
-import sys
 from functools import partial
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch.nn.functional as F
 
-import torch.nn.functional as F  # noqa: E402
-
-from cf10 import model as cf10_model  # noqa: E402
-from common import cifar10, cli, engine, methods, sop  # noqa: E402
-from common.data import add_augment_args, mix_collate  # noqa: E402
+from cf10 import model as cf10_model
+from common import cifar10, cli, engine, methods, sop
+from common.data import add_augment_args, mix_collate
 
 
 def build_parser():

@@ -8,19 +8,15 @@ C = 128, LIF tau = 2 with detach_reset, ATan; HFlip + TrivialAugmentWide + Rando
 """
 from __future__ import annotations
 
-import sys
 from functools import partial
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch.nn.functional as F
 
-import torch.nn.functional as F  # noqa: E402
-
-from common import cifar10, cli, engine, methods, sop  # noqa: E402
-from common.data import add_augment_args, mix_collate  # noqa: E402
-from common.errors import UsageError  # noqa: E402
-from common.neuron import NeuronConfig  # noqa: E402
-from scf10.model import WIDTH, SeqCIFAR10Net  # noqa: E402
+from common import cifar10, cli, engine, methods, sop
+from common.data import add_augment_args, mix_collate
+from common.errors import UsageError
+from common.neuron import NeuronConfig
+from scf10.model import WIDTH, SeqCIFAR10Net
 
 
 def build_parser():

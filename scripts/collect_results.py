@@ -30,9 +30,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from common.runlog import read_metrics  # noqa: E402  (stdlib-only module)
+from common.runlog import read_metrics
 
 SURVEY_FILE = Path(__file__).with_name("survey_tables.json")
 

@@ -16,24 +16,21 @@ import io
 import json
 import multiprocessing
 import os
-import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from functools import partial
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import TensorDataset
 
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from torch import nn  # noqa: E402
-from torch.utils.data import TensorDataset  # noqa: E402
-
-from common import cli, engine, surrogate  # noqa: E402
-from common.layers import MultiStep  # noqa: E402
-from common.neuron import NeuronConfig, build_neuron  # noqa: E402
-from common.norm import build_norm  # noqa: E402
-from common.runlog import read_metrics  # noqa: E402
+from common import cli, engine, surrogate
+from common.layers import MultiStep
+from common.neuron import NeuronConfig, build_neuron
+from common.norm import build_norm
+from common.runlog import read_metrics
 
 COLUMNS = ("surrogate", "alpha", "best_test_acc", "best_epoch", "epochs", "seconds")
 

@@ -54,7 +54,7 @@ if [ -f speed/bench.py ]; then
     --N 65536,1048576 --no-plots --out "$OUT/bench" 2>&1 | tee "$OUT/bench.log"
   [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1
 else
-  timeout 130 "$PY" scripts/bench_lif_cpu.py --device cuda --T 16 64 --N 1048576 --backends ${peers//,/ } \
+  timeout 130 "$PY" speed/bench.py --device cuda --T 16 64 --N 1048576 --backends ${peers//,/ } \
     2>&1 | tee "$OUT/bench.log"
   [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1
   grep -A100 '^T,N' "$OUT/bench.log" > "$OUT/bench.csv"

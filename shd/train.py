@@ -8,19 +8,16 @@ evaluated every epoch and the best test accuracy is reported. ``--sop --resume C
 from __future__ import annotations
 
 import argparse
-import sys
 from functools import partial
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
 
-import torch  # noqa: E402
-
-from common import cli, engine, methods, sop  # noqa: E402
-from common.errors import UsageError  # noqa: E402
-from common.neuron import NeuronConfig  # noqa: E402
-from shd import data  # noqa: E402
-from shd import model as shd_model  # noqa: E402
+from common import cli, engine, methods, sop
+from common.errors import UsageError
+from common.neuron import NeuronConfig
+from shd import data
+from shd import model as shd_model
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -29,13 +29,11 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
 
-import torch  # noqa: E402
-
-from common.timing import Timing, call_ms, peak_memory_mb  # noqa: E402
-from speed import floor, impls, report  # noqa: E402
-from speed.survey_numbers import survey_ms  # noqa: E402
+from common.timing import Timing, call_ms, peak_memory_mb
+from speed import floor, impls, report
+from speed.survey_numbers import survey_ms
 
 MALLOC_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "68719476736", "MALLOC_TOP_PAD_": "1073741824"}
 COLUMNS = ["impl", "mode", "T", "N", "median_ms", "iqr_ms", "min_ms", "calls", "peak_mem_mb", "speedup_vs_loop",

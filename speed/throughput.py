@@ -29,12 +29,10 @@ import time
 from pathlib import Path
 from unittest import mock
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
 
-import torch  # noqa: E402
-
-from common.timing import peak_memory_mb, time_call  # noqa: E402
-from speed.survey_numbers import THROUGHPUT  # noqa: E402
+from common.timing import peak_memory_mb, time_call
+from speed.survey_numbers import THROUGHPUT
 
 # survey column -> flags of the task's train.py
 METHODS = {

@@ -2,16 +2,13 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import TensorDataset
 
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from torch import nn  # noqa: E402
-from torch.utils.data import TensorDataset  # noqa: E402
-
-from common import cli, engine  # noqa: E402
+from common import cli, engine
 
 
 def tiny_args(out_dir, *extra: str):

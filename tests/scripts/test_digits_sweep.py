@@ -1,14 +1,9 @@
 import csv
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
-
-import digits_sweep  # noqa: E402
-
-from common.runlog import read_metrics  # noqa: E402
+from common.runlog import read_metrics
+from scripts import digits_sweep
 
 
 def test_two_surrogates_one_epoch(tmp_path, capsys):
