@@ -15,10 +15,11 @@ import torch.nn.functional as F
 from cf10 import model as cf10_model
 from common import cifar10, cli, engine, methods, sop
 from common.data import add_augment_args, mix_collate
+from common.task import Task, identity, keep_outputs, mean_over_time
 
 
 def build_parser():
-    p = cli.base_parser("Train the survey's CIFAR10 SNN (or its ANN twin with --ann).")
+    p = cli.base_parser("Train the survey's CIFAR10 SNN (or its ANN twin with --ann).", task="cf10")
     p.add_argument("--channels", type=int, default=128, help="conv width C (C*64 -> C*16 fc)")
     p.add_argument("--ann", dest="method", action="store_const", const="ann", default=argparse.SUPPRESS,
                    help="train the ANN twin (ReLU, no time axis); same as --method ann")
@@ -32,26 +33,19 @@ def repeat_over_time(x, T: int):
     return x.unsqueeze(0).repeat(T, *([1] * x.dim()))
 
 
-def mean_over_time(out_seq):
-    """Readout ``logits = mean_t out_seq[t]``."""
-    return out_seq.mean(0)
-
-
-def build_task(args) -> engine.Task:
+def build_task(args) -> Task:
     kind = methods.get(args.method).model_kind
-    train_set, test_set = cifar10.datasets_from_args(args)
     spiking = kind != "ann"
-    return engine.Task(
+    return Task(
         name="cf10",
-        model=cf10_model.build(args, kind),
-        train_set=train_set,
-        test_set=test_set,
+        build_model=partial(cf10_model.build, args),
+        build_data=partial(cifar10.datasets_from_args, args),
+        model_kind=kind,
         train_loss=partial(F.cross_entropy, label_smoothing=args.label_smoothing),
         test_loss=F.cross_entropy,
-        encode=partial(repeat_over_time, T=args.T) if spiking else engine.identity,
-        decode=mean_over_time if spiking else engine.identity,
+        encode=partial(repeat_over_time, T=args.T) if spiking else identity,
+        decode=mean_over_time if spiking else keep_outputs,
         train_collate=mix_collate(args, cifar10.NUM_CLASSES),
-        build_model=partial(cf10_model.build, args),
         name_parts=((f"T{args.T}",) if spiking else ()) + (f"c{args.channels}",),
     )
 

@@ -1,102 +1,49 @@
-"""The training engine shared by every task: epochs, AMP, DDP, checkpoint/resume, CSV + TensorBoard logs, tqdm.
+"""The training engine shared by every task: epochs, AMP, DDP, accumulation, EMA, checkpoint/resume, logs, tqdm.
 
 A task script reads like a recipe::
 
-    args = cli.parse(parser, argv)              # flags (common.cli) + validation of registry names
-    env = engine.setup(args)                    # torchrun process group, device, seeds, determinism
-    task = engine.Task(name="cf10", model=..., train_set=..., test_set=..., train_loss=..., ...)
+    args = cli.parse(parser, argv)              # flags (common.cli) + validation; --resume restores the run's flags
+    env = engine.setup(args)                    # torchrun process group, device, seeds, cuDNN
+    task = Task(name="cf10", build_model=..., build_data=..., train_loss=..., ...)   # common.task
     engine.fit(args, task, env)                 # -> summary dict; writes <out-dir>/<run-name>/
 
-Per epoch ``fit`` trains (``method.train_step`` per batch, then the optimizer/GradScaler step), evaluates on the
-whole test set (fp32, no grad), steps the LR schedule, appends a row to ``metrics.csv`` + TensorBoard and writes
-``checkpoint_latest.pt`` (and ``checkpoint_best.pt`` when ``test_acc`` improved) atomically. Only rank 0 writes.
-
-The optimizer is ``--opt`` (:data:`OPTIMIZERS`) over ``task.param_groups(model)`` (default: all parameters); the
-schedule is ``--lr-schedule`` (:data:`SCHEDULES`, stepped per epoch) unless ``task.make_scheduler`` returns its own
-``(scheduler, "epoch" | "step")``.
+Per epoch ``fit`` trains (:func:`train_step` per batch), evaluates the test set (fp32, no grad; the EMA weights
+when ``--ema-decay`` is set) with the task's evaluator, steps the schedule, appends a row to ``metrics.csv`` and
+TensorBoard and writes the checkpoints atomically (``common.checkpoint``). Only rank 0 writes, holding an exclusive
+lock on the run directory (``common.rundir``) for the run's lifetime.
 """
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import itertools
 import json
 import math
 import os
 import random
 import resource
+import socket
 import sys
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from common import checkpoint, distributed, methods
-from common.errors import TrainingStopped, UsageError
-from common.methods.base import Method, StepContext
-from common.neuron import reset_net
-from common.registry import Registry
+from common import checkpoint, distributed, methods, rundir
+from common.batch import Batch
+from common.ema import ModelEMA
+from common.errors import RunInterrupted, Terminated, TrainingStopped, UsageError
+from common.methods.base import Method, StepContext, StepOutput
+from common.neuron import NeuronConfig, resolve_backend
+from common.optim import OPTIMIZERS, SCHEDULES, Warmup, make_warmup
 from common.runlog import RunLog
-
-OPTIMIZERS = Registry("optimizer")
-OPTIMIZERS.register("sgd", lambda params, args: torch.optim.SGD(
-    params, lr=args.lr, momentum=args.momentum, weight_decay=args.wd))
-OPTIMIZERS.register("adam", lambda params, args: torch.optim.Adam(params, lr=args.lr, weight_decay=args.wd))
-OPTIMIZERS.register("adamw", lambda params, args: torch.optim.AdamW(params, lr=args.lr, weight_decay=args.wd))
-
-# Per-epoch schedules: cosine ``lr_e = lr (1 + cos(pi e / epochs)) / 2``; constant ``lr_e = lr``.
-SCHEDULES = Registry("lr schedule")
-SCHEDULES.register("cosine", lambda opt, args: torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=args.epochs))
-SCHEDULES.register("constant", lambda opt, args: torch.optim.lr_scheduler.LambdaLR(opt, lambda epoch: 1.0))
-
-
-def identity(x):
-    return x
-
-
-def top1(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, int]:
-    """``(number of samples whose argmax matches, batch size)``; soft targets (mixup) count their argmax."""
-    labels = target.argmax(-1) if target.ndim > 1 else target
-    return (logits.argmax(-1) == labels).sum(), target.shape[0]
-
-
-@dataclass
-class Task:
-    """Everything task-specific that :func:`fit` needs.
-
-    ``encode(x) -> x_seq`` ``[T, N, ...]`` and ``decode(out_seq) -> logits`` ``[N, classes]`` (identities for ANN
-    models). ``accuracy(logits, target) -> (numerator, denominator)`` is summed over the epoch, so
-    ``(correct, batch)`` gives a per-sample accuracy and ``(batch_acc, 1)`` a mean of batch accuracies.
-    ``param_groups(model)`` selects what the optimizer trains (dicts may override lr/weight_decay per group);
-    ``make_scheduler(optimizer, args, steps_per_epoch) -> (scheduler, "epoch" | "step")`` replaces the default
-    schedule. ``build_model(kind)`` builds another variant (``"ann"`` for a distillation teacher).
-    ``name_parts`` go into the run name (e.g. ``("T4", "c128")``).
-    """
-
-    name: str
-    model: nn.Module
-    train_set: Dataset
-    test_set: Dataset
-    train_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-    test_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
-    encode: Callable[[torch.Tensor], torch.Tensor] = identity
-    decode: Callable[[torch.Tensor], torch.Tensor] = identity
-    accuracy: Callable[[torch.Tensor, torch.Tensor], tuple] = top1
-    train_collate: Callable | None = None
-    test_collate: Callable | None = None
-    drop_last: bool = True
-    param_groups: Callable[[nn.Module], Iterable] | None = None
-    make_scheduler: Callable | None = None
-    build_model: Callable[[str], nn.Module] | None = None
-    name_parts: tuple[str, ...] = field(default_factory=tuple)
-
-    def __post_init__(self):
-        if self.test_loss is None:
-            self.test_loss = self.train_loss
+from common.state import reset_net
+from common.task import Task, identity, keep_outputs, mean_over_time
 
 
 @dataclass(frozen=True)
@@ -119,9 +66,9 @@ def seed_everything(seed: int) -> None:
 
 def setup(args) -> Env:
     """Join the torchrun job (if any), pick the device (``--amp`` is dropped off CUDA), seed every RNG with
-    ``--seed`` (the same on all ranks, so models start identical) and configure cuDNN (deterministic as in the
-    survey; ``--deterministic`` also turns on ``torch.use_deterministic_algorithms``). Call before building the
-    model."""
+    ``--seed`` (the same on all ranks, so models start identical) and configure cuDNN: autotuned
+    (``cudnn.benchmark``) unless ``--deterministic``, which also turns on ``torch.use_deterministic_algorithms``.
+    Call before building the model."""
     try:
         device = torch.device(args.device)
     except RuntimeError as e:
@@ -135,8 +82,8 @@ def setup(args) -> Env:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     if args.deterministic or torch.are_deterministic_algorithms_enabled():  # the call imports torch._dynamo (slow)
         torch.use_deterministic_algorithms(args.deterministic, warn_only=True)
-    torch.backends.cudnn.deterministic = True
-    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = args.deterministic
+    torch.backends.cudnn.benchmark = not args.deterministic
     info = distributed.init(device.type)
     if device.type == "cuda":
         if info.distributed:
@@ -147,8 +94,8 @@ def setup(args) -> Env:
 
 
 def run_name(args, task: Task, method: Method | None = None) -> str:
-    """``--run-name``, else ``{task}_{method}[_{neuron}_{norm}_{sg}{alpha}]_{task parts}_e{E}_b{B}_{opt}_lr{lr}``
-    ``[_amp]_s{seed}`` (neuron parts for SNN methods only)."""
+    """``--run-name``, else ``{task}_{method}[_{neuron}_{norm}_{sg}{alpha}[_{backend}]]_{task parts}_e{E}_b{B}``
+    ``_{opt}_lr{lr}[_amp]_s{seed}`` (neuron parts for SNN methods only)."""
     if getattr(args, "run_name", None):
         return args.run_name
     method = method or methods.get(args.method)(args, task)
@@ -167,17 +114,22 @@ def run_name(args, task: Task, method: Method | None = None) -> str:
 
 
 def resolve_run_dir(args, name: str) -> tuple[Path, Path | None]:
-    """``(run_dir, checkpoint to resume or None)``. ``--resume`` (a checkpoint or a run directory) continues in the
-    checkpoint's folder; otherwise ``<out-dir>/<name>``, refused if it already holds checkpoints."""
+    """``(run_dir, checkpoint to resume or None)``: ``--resume`` (a checkpoint or a run directory) continues in the
+    checkpoint's folder, otherwise ``<out-dir>/<name>``."""
     if args.resume:
         ckpt = checkpoint.find(args.resume, "checkpoint_latest.pt", "--resume")
         return ckpt.parent, ckpt
-    run_dir = Path(args.out_dir) / name
+    return Path(args.out_dir) / name, None
+
+
+def claim_run_dir(stack: contextlib.ExitStack, run_dir: Path, resume: Path | None) -> None:
+    """Lock ``run_dir`` for the lifetime of ``stack`` (a directory in use is refused as such, whatever it holds),
+    then refuse a new run in a directory that already holds checkpoints."""
+    stack.enter_context(rundir.lock(run_dir))
     existing = sorted(run_dir.glob("checkpoint_*.pt"))
-    if existing:
+    if resume is None and existing:
         raise UsageError(f"run directory {run_dir} already holds {existing[0].name}; continue it with "
                          f"--resume {run_dir}, or choose another --out-dir / --run-name")
-    return run_dir, None
 
 
 def make_loaders(args, task: Task, env: Env) -> tuple[DataLoader, DataLoader]:
@@ -198,6 +150,9 @@ def make_loaders(args, task: Task, env: Env) -> tuple[DataLoader, DataLoader]:
         test_sampler = None
     test = DataLoader(task.test_set, sampler=test_sampler, collate_fn=task.test_collate,
                       generator=torch.Generator(), **common)
+    if len(train) == 0:
+        raise UsageError(f"-b {args.batch_size} is larger than the training set ({len(task.train_set)} samples "
+                         f"on {info.world_size} process(es)), so an epoch would have no batch; lower -b")
     return train, test
 
 
@@ -224,25 +179,111 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _to(device, batch):
-    x, target = batch
-    non_blocking = device.type == "cuda"
-    return x.to(device, non_blocking=non_blocking), target.to(device, non_blocking=non_blocking)
+@dataclass(eq=False)
+class TrainState:
+    """Everything a training step and the epoch loop share; :meth:`state_dict` is the checkpoint.
+
+    ``iteration`` counts batches since the run started (0-based index of the next batch) and ``last_step`` the
+    iteration of the last optimizer step, as YOLOv5 counts them (gradient accumulation, warm-up)."""
+
+    args: object
+    task: Task
+    env: Env
+    method: Method
+    model: nn.Module
+    ddp: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    interval: str
+    scaler: torch.amp.GradScaler
+    ctx: StepContext
+    ema: ModelEMA | None = None
+    warmup: Warmup | None = None
+    epoch: int = 0
+    iteration: int = 0
+    last_step: int = -1
+    best: float = -math.inf
+    best_epoch: int = -1
+    best_key: str = "test_acc"
+
+    @property
+    def eval_model(self) -> nn.Module:
+        """The weights that are evaluated and selected: the EMA when enabled, else the training model."""
+        return self.ema.module if self.ema is not None else self.ddp
+
+    def accumulation(self) -> int:
+        """Batches per optimizer step at the current iteration (``--accumulate``, ramped during warm-up)."""
+        if self.warmup is not None:
+            return self.warmup.accumulation(self.iteration)
+        return self.args.accumulate
+
+    def state_dict(self, task_name: str, args_json: dict) -> dict:
+        return {
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
+            **({"ema": self.ema.state_dict()} if self.ema is not None else {}),
+            "epoch": self.epoch, "iteration": self.iteration, "last_step": self.last_step,
+            "best_value": self.best, "best_epoch": self.best_epoch, "task": task_name,
+            "rng": distributed.all_gather_object(checkpoint.rng_state()), "args": args_json,
+        }
+
+    def load_state_dict(self, ckpt: dict) -> None:
+        """Everything but the model weights (loaded earlier) and the RNG states (restored by the caller)."""
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        self.scaler.load_state_dict(ckpt["scaler"])
+        if self.ema is not None:
+            self.ema.load_state_dict(ckpt["ema"])
+        self.epoch = ckpt["epoch"] + 1
+        self.iteration, self.last_step = ckpt["iteration"], ckpt["last_step"]
+        self.best, self.best_epoch = ckpt["best_value"], ckpt["best_epoch"]
 
 
-class _Meter:
-    """Sums ``loss * n``, ``n``, accuracy numerator/denominator on the device (no host sync per batch)."""
+def optimizer_step(state: TrainState, iteration: int) -> None:
+    """Unscale and clip (``--clip-grad-norm``), step the optimizer through the GradScaler, update the scaler and
+    the EMA, step a per-step schedule, zero the gradients; ``iteration`` is the batch that completed the step."""
+    args = state.args
+    if args.clip_grad_norm:
+        state.scaler.unscale_(state.optimizer)
+        params = [p for group in state.optimizer.param_groups for p in group["params"]]
+        nn.utils.clip_grad_norm_(params, args.clip_grad_norm)
+    state.scaler.step(state.optimizer)
+    state.scaler.update()
+    state.optimizer.zero_grad(set_to_none=True)
+    if state.ema is not None:
+        state.ema.update(state.model)
+    if state.interval == "step":
+        state.scheduler.step()
+    state.last_step = iteration
+
+
+def train_step(state: TrainState, batch: Batch) -> StepOutput:
+    """One training batch: warm-up lr/momentum, ``method.train_step`` (forward, loss, backward under AMP), and when
+    ``accumulation()`` batches have been back-propagated since the last step, :func:`optimizer_step`. Neuron
+    states are reset before and after. Under DDP the gradient all-reduce runs only on the stepping batch."""
+    if state.warmup is not None:
+        state.warmup.apply(state.optimizer, state.scheduler, state.iteration)
+    will_step = state.iteration - state.last_step >= state.accumulation()
+    reset_net(state.ddp)
+    with contextlib.nullcontext() if will_step else state.ctx.no_sync():
+        out = state.method.train_step(state.ddp, batch, state.ctx)
+    reset_net(state.ddp)
+    if will_step:
+        optimizer_step(state, state.iteration)
+    state.iteration += 1
+    return out
+
+
+class _LossMeter:
+    """Sums ``loss * n`` and ``n`` on the device (no host sync per batch) and flags NaN/inf losses."""
 
     def __init__(self, device):
-        self.totals = torch.zeros(4, dtype=torch.float64, device=device)
+        self.totals = torch.zeros(2, dtype=torch.float64, device=device)
         self.bad = torch.zeros((), dtype=torch.bool, device=device)
 
-    def add(self, loss: torch.Tensor, n: int, acc: tuple) -> None:
-        num, den = acc
+    def add(self, loss: torch.Tensor, n: int) -> None:
         self.totals[0] += loss.double() * n
         self.totals[1] += n
-        self.totals[2] += num
-        self.totals[3] += den
         self.bad |= ~torch.isfinite(loss)
 
     def any_bad(self) -> bool:
@@ -250,93 +291,95 @@ class _Meter:
         return bool(distributed.all_reduce(self.bad.to(torch.int32), "max").item())
 
     def result(self) -> dict:
-        loss_sum, n, num, den = distributed.all_reduce(self.totals.clone()).tolist()
-        return {"loss": loss_sum / max(n, 1), "acc": num / max(den, 1), "samples": n}
+        loss_sum, n = distributed.all_reduce(self.totals.clone()).tolist()
+        return {"loss": loss_sum / max(n, 1), "samples": n}
 
-    def postfix(self) -> dict:
-        loss_sum, n, num, den = self.totals.tolist()
-        return {"loss": f"{loss_sum / max(n, 1):.4f}", "acc": f"{num / max(den, 1):.2%}"}
+    def mean(self) -> float:
+        loss_sum, n = self.totals.tolist()
+        return loss_sum / max(n, 1)
 
 
-def train_one_epoch(method: Method, model: nn.Module, loader, n_batches: int, optimizer, scaler, ctx: StepContext,
-                    args, task: Task, scheduler=None, epoch: int = 0, on_bad: str = "") -> dict:
-    """One pass over ``n_batches`` training batches; ``scheduler`` (if given) is stepped after every batch.
+def _bar(total: int, desc: str) -> tqdm:
+    return tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True,
+                disable=True if not distributed.is_main() else None)
 
-    Raises :class:`TrainingStopped` when a loss is NaN/inf (checked every ``--print-freq`` batches)."""
-    model.train()
-    meter = _Meter(ctx.device)
-    params = [p for g in optimizer.param_groups for p in g["params"]]
-    bar = tqdm(total=n_batches, desc=f"epoch {epoch} train", leave=False, dynamic_ncols=True,
-               disable=True if not distributed.is_main() else None)
-    start = time.perf_counter()
-    pending = 0
-    for i, batch in enumerate(itertools.islice(loader, n_batches)):
-        x, target = _to(ctx.device, batch)
-        reset_net(model)
-        optimizer.zero_grad(set_to_none=True)
-        out = method.train_step(model, x, target, ctx)
-        if args.clip_grad_norm:
-            scaler.unscale_(optimizer)
-            nn.utils.clip_grad_norm_(params, args.clip_grad_norm)
-        scaler.step(optimizer)
-        scaler.update()
-        reset_net(model)
-        if scheduler is not None:
-            scheduler.step()
-        meter.add(out.loss, target.shape[0], task.accuracy(out.logits, target))
+
+def train_one_epoch(state: TrainState, loader, n_batches: int, on_bad: str = "") -> dict:
+    """``n_batches`` training batches through :func:`train_step`; a pending accumulation is stepped at the end of
+    the epoch, so a checkpoint never holds half-accumulated gradients. Raises :class:`TrainingStopped` when a loss
+    is NaN/inf (checked every ``--print-freq`` batches)."""
+    args, task = state.args, state.task
+    state.ddp.train()
+    meter = _LossMeter(state.env.device)
+    scorer = task.make_evaluator() if task.score_train else None
+    bar = _bar(n_batches, f"epoch {state.epoch + 1}/{args.epochs} train")
+    start, pending = time.perf_counter(), 0
+    for i, item in enumerate(itertools.islice(loader, n_batches)):
+        batch = Batch.of(item).to(state.env.device)
+        out = train_step(state, batch)
+        meter.add(out.loss, batch.size)
+        if scorer is not None:
+            scorer.update(out.outputs, batch.targets, batch.extras)
         pending += 1
         if pending == args.print_freq or i + 1 == n_batches:
             if meter.any_bad():
                 bar.close()
-                raise TrainingStopped(f"the training loss became NaN/inf at epoch {epoch}, batch {i}; "
+                raise TrainingStopped(f"the training loss became NaN/inf at epoch {state.epoch + 1}, batch {i + 1}; "
                                       f"stopping. {on_bad}")
-            bar.set_postfix(meter.postfix(), refresh=False)
+            bar.set_postfix(loss=f"{meter.mean():.4f}", refresh=False)
             bar.update(pending)
             pending = 0
-    _sync(ctx.device)
+    if state.iteration - 1 > state.last_step:
+        optimizer_step(state, state.iteration - 1)
+    _sync(state.env.device)
     seconds = time.perf_counter() - start
     bar.close()
-    return {**meter.result(), "seconds": seconds}
+    return {**meter.result(), **(scorer.compute() if scorer is not None else {}), "seconds": seconds}
 
 
 @torch.no_grad()
 def evaluate(method: Method, model: nn.Module, loader, n_batches: int, ctx: StepContext, task: Task) -> dict:
-    """Test loss and accuracy over ``n_batches`` batches (all ranks' shards together), fp32, ``model.eval()``."""
+    """Test loss and the evaluator's metrics over ``n_batches`` batches (all ranks' shards), fp32, eval mode."""
     model.eval()
-    meter = _Meter(ctx.device)
+    meter = _LossMeter(ctx.device)
+    evaluator = task.make_evaluator()
     start = time.perf_counter()
-    bar = tqdm(total=n_batches, desc="test", leave=False, dynamic_ncols=True,
-               disable=True if not distributed.is_main() else None)
-    for batch in itertools.islice(loader, n_batches):
-        x, target = _to(ctx.device, batch)
+    bar = _bar(n_batches, "test")
+    for item in itertools.islice(loader, n_batches):
+        batch = Batch.of(item).to(ctx.device)
         reset_net(model)
-        out = method.eval_step(model, x, target, ctx)
+        out = method.eval_step(model, batch, ctx)
         reset_net(model)
-        meter.add(out.loss, target.shape[0], task.accuracy(out.logits, target))
+        meter.add(out.loss, batch.size)
+        evaluator.update(out.outputs, batch.targets, batch.extras)
         bar.update()
     _sync(ctx.device)
+    metrics = evaluator.compute()
     seconds = time.perf_counter() - start
     bar.close()
-    return {**meter.result(), "seconds": seconds}
+    return {**meter.result(), **metrics, "seconds": seconds, "best_metric": evaluator.best_metric}
 
 
 def _json_args(args, task: Task) -> dict:
     return json.loads(json.dumps({**vars(args), "task": task.name, "argv": sys.argv}, default=str))
 
 
-def _broadcast_buffers(model: nn.Module) -> None:
-    """Give every rank rank 0's BN running statistics, so all ranks evaluate (and rank 0 saves) the same model."""
+def _broadcast_buffers(state: TrainState) -> None:
+    """Give every rank rank 0's BN running statistics (and EMA), so all ranks evaluate (and rank 0 saves) the
+    same model."""
     if distributed.active():
-        for buf in model.buffers():
-            torch.distributed.broadcast(buf, 0)
+        for module in (state.model, *([state.ema.module] if state.ema is not None else [])):
+            for buf in module.buffers():
+                torch.distributed.broadcast(buf, 0)
 
 
 def fit(args, task: Task, env: Env | None = None) -> dict:
     """Train ``task.model`` with ``--method`` for ``--epochs`` (or until ``--stop-after``); returns the summary dict
     (also written to ``summary.json`` once the last epoch is done). Rank 0 writes the run directory.
 
-    Raises :class:`UsageError` for a run directory that would be overwritten or a missing ``--resume`` checkpoint,
-    and :class:`TrainingStopped` when the loss becomes NaN/inf (the last good checkpoint stays)."""
+    Raises :class:`UsageError` for a run directory that would be overwritten, is in use, or a missing ``--resume``
+    checkpoint; :class:`TrainingStopped` when the loss becomes NaN/inf (the last good checkpoint stays);
+    :class:`RunInterrupted` on SIGINT/SIGTERM (the last checkpoint stays consistent)."""
     env = env or setup(args)
     try:
         return _fit(args, task, env)
@@ -345,134 +388,194 @@ def fit(args, task: Task, env: Env | None = None) -> dict:
             distributed.cleanup()
 
 
-def _fit(args, task: Task, env: Env) -> dict:
-    info, device = env.dist, env.device
-    method = methods.get(args.method)(args, task)
-    error = None
-    if info.is_main:  # first of all: refuse to overwrite a run before anything costly happens
+def _on_main(env: Env, check) -> object:
+    """Run ``check()`` on rank 0 only; its result, or its :class:`UsageError`, reaches every rank."""
+    result = error = None
+    if env.is_main:
         try:
-            run_dir, resume = resolve_run_dir(args, run_name(args, task, method))
+            result = check()
         except UsageError as e:
-            error, run_dir, resume = str(e), None, None
-    run_dir, resume, error = distributed.broadcast_object(
-        (run_dir, resume, error) if info.is_main else None)
+            error = str(e)
+    result, error = distributed.broadcast_object((result, error) if env.is_main else None)
     if error:
         raise UsageError(error)
+    return result
 
+
+def _fit(args, task: Task, env: Env) -> dict:
+    method = methods.get(args.method)(args, task)
+    run_dir, resume = _on_main(env, lambda: resolve_run_dir(args, run_name(args, task, method)))
+    if args.test_only:
+        return _test_only(args, task, env, method, resume)
+    with contextlib.ExitStack() as stack:
+        _on_main(env, lambda: claim_run_dir(stack, run_dir, resume))
+        if env.is_main:
+            print(f"run directory: {run_dir}", flush=True)
+        try:
+            return _train(args, task, env, method, run_dir, resume)
+        except KeyboardInterrupt as e:
+            raise RunInterrupted(run_dir, 143 if isinstance(e, Terminated) else 130) from None
+
+
+def build_state(args, task: Task, env: Env, method: Method, steps_per_epoch: int) -> TrainState:
+    """Model on the device (SyncBN/DDP under torchrun), optimizer over ``task.param_groups``, schedule, GradScaler,
+    EMA and warm-up; ``method.setup`` last."""
+    device = env.device
     model = task.model.to(device)
-    if args.sync_bn and info.distributed:
+    if args.sync_bn and env.dist.distributed:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     params = task.param_groups(model) if task.param_groups is not None else model.parameters()
     optimizer = OPTIMIZERS.get(args.opt)(params, args)
-    train_loader, test_loader = make_loaders(args, task, env)
-    n_train, n_test = _limit(train_loader, args.limit_batches), _limit(test_loader, args.limit_batches)
     if task.make_scheduler is not None:
-        scheduler, interval = task.make_scheduler(optimizer, args, n_train)
+        scheduler, interval = task.make_scheduler(optimizer, args, steps_per_epoch)
     else:
         scheduler, interval = SCHEDULES.get(args.lr_schedule)(optimizer, args), "epoch"
     scaler = torch.amp.GradScaler(device.type, enabled=args.amp)
     ddp = nn.parallel.DistributedDataParallel(
-        model, device_ids=[device.index] if device.type == "cuda" else None) if info.distributed else model
+        model, device_ids=[device.index] if device.type == "cuda" else None) if env.dist.distributed else model
     ctx = StepContext(device, args.amp, scaler, ddp)
+    ema = ModelEMA(model, args.ema_decay, args.ema_ramp) if args.ema_decay > 0 else None
+    state = TrainState(args, task, env, method, model, ddp, optimizer, scheduler, interval, scaler, ctx, ema,
+                       make_warmup(args, steps_per_epoch), best_key=f"test_{task.make_evaluator().best_metric}")
     method.setup(ctx)
+    return state
 
-    start_epoch, best_acc, best_epoch, rng_states = 0, -1.0, -1, None
-    if resume is not None:
-        ckpt = checkpoint.load(resume, map_location=device)
-        model.load_state_dict(ckpt["model"])
-        if args.test_only:
-            result = evaluate(method, model, test_loader, n_test, ctx, task)
-            if info.is_main:
-                print(f"test loss {result['loss']:.4f}  test acc {result['acc']:.2%}  ({resume})", flush=True)
-            return {"test_loss": result["loss"], "test_acc": result["acc"], "checkpoint": str(resume)}
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        scaler.load_state_dict(ckpt["scaler"])
-        start_epoch, best_acc, best_epoch = ckpt["epoch"] + 1, ckpt["best_test_acc"], ckpt["best_epoch"]
-        rng_states = ckpt["rng"]
-    elif args.test_only:
+
+def _test_only(args, task: Task, env: Env, method: Method, resume: Path | None) -> dict:
+    if resume is None:
         raise UsageError("--test-only needs --resume CHECKPOINT")
+    _, test_loader = make_loaders(args, task, env)
+    ckpt = checkpoint.load(resume, map_location=env.device)
+    model = task.model.to(env.device)
+    model.load_state_dict(ckpt["ema"]["model"] if "ema" in ckpt else ckpt["model"])
+    ctx = StepContext(env.device, False, None, model)
+    method.setup(ctx)
+    result = evaluate(method, model, test_loader, _limit(test_loader, args.limit_batches), ctx, task)
+    metrics = {f"test_{k}": v for k, v in result.items() if k not in ("samples", "seconds", "best_metric")}
+    if env.is_main:
+        print("  ".join(f"{k} {v:.4f}" for k, v in metrics.items()) + f"  ({resume})", flush=True)
+    return {**metrics, "checkpoint": str(resume)}
 
-    log = RunLog(run_dir, start_epoch, enabled=info.is_main)
-    log.write_args({**_json_args(args, task), "world_size": info.world_size, "device": str(device),
-                    **({"resumed_from": str(resume)} if resume else {})})
-    if rng_states is not None and len(rng_states) == info.world_size:
-        checkpoint.set_rng_state(rng_states[info.rank])
-    elif info.distributed:  # different augmentation streams per rank; same model init was seeded in setup()
-        seed_everything(args.seed + info.rank + 1000 * start_epoch)
 
+def _start(args, task: Task, env: Env, state: TrainState, run_dir: Path, resume: Path | None) -> None:
+    """Restore a resumed run (verified checkpoint, RNG states) or start a new one (``--init-from`` weights);
+    record the run: ``args.json`` once for a new run, a line in the resume log for a resumed one."""
+    info = env.dist
+    if resume is not None:
+        ckpt = checkpoint.load(resume, map_location=env.device)
+        state.model.load_state_dict(ckpt["model"])
+        state.load_state_dict(ckpt)
+        if len(ckpt["rng"]) == info.world_size:
+            checkpoint.set_rng_state(ckpt["rng"][info.rank])
+        elif info.distributed:
+            seed_everything(args.seed + info.rank + 1000 * state.epoch)
+        if info.is_main:
+            rundir.append_resume_log(run_dir, sys.argv)
+        return
+    record = {**_json_args(args, task), "world_size": info.world_size, "device": str(env.device),
+              "host": socket.gethostname(), "backend_used": _backend_used(args, state.method, env.device)}
+    if getattr(args, "init_from", None):
+        source = checkpoint.find(args.init_from, "checkpoint_latest.pt", "--init-from")
+        state.model.load_state_dict(checkpoint.load(source, map_location=env.device)["model"])
+        record["init_from"] = {"checkpoint": str(source.resolve()),
+                               "sha256": hashlib.sha256(source.read_bytes()).hexdigest()}
+    if info.is_main:
+        rundir.write_args_once(run_dir, record)
+    if info.distributed:  # different augmentation streams per rank; same model init was seeded in setup()
+        seed_everything(args.seed + info.rank)
+
+
+def _backend_used(args, method: Method, device: torch.device) -> str | None:
+    """The neuron kernel that ``--backend`` resolves to on ``device`` (``auto`` resolved), for SNN methods."""
+    if method.model_kind != "snn" or not hasattr(args, "neuron"):
+        return None
+    return resolve_backend(NeuronConfig.from_args(args), device, torch.float16 if args.amp else torch.float32)
+
+
+def _train(args, task: Task, env: Env, method: Method, run_dir: Path, resume: Path | None) -> dict:
+    train_loader, test_loader = make_loaders(args, task, env)
+    n_train, n_test = _limit(train_loader, args.limit_batches), _limit(test_loader, args.limit_batches)
+    state = build_state(args, task, env, method, n_train)
+    _start(args, task, env, state, run_dir, resume)
+    log = RunLog(run_dir, state.epoch, enabled=env.is_main)
     stop = min(args.epochs, args.stop_after or args.epochs)
-    last = {}
+    started, last = time.perf_counter(), {}
     try:
-        for epoch in range(start_epoch, stop):
-            last = _run_epoch(args, task, env, method, ddp, model, optimizer, scheduler, interval, scaler, ctx,
-                              train_loader, test_loader, n_train, n_test, epoch, run_dir)
-            improved = last["test_acc"] > best_acc
+        while state.epoch < stop:
+            last = _run_epoch(state, train_loader, test_loader, n_train, n_test, run_dir)
+            improved = last[state.best_key] > state.best
             if improved:
-                best_acc, best_epoch = last["test_acc"], epoch
+                state.best, state.best_epoch = last[state.best_key], state.epoch
             log.log_epoch(last)
-            state = {
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch,
-                "best_test_acc": best_acc, "best_epoch": best_epoch,
-                "rng": distributed.all_gather_object(checkpoint.rng_state()),
-                "args": _json_args(args, task),
-            }
-            if info.is_main:
-                checkpoint.save_atomic(state, run_dir / "checkpoint_latest.pt")
-                if improved:
-                    checkpoint.save_atomic(state, run_dir / "checkpoint_best.pt")
-                print(_epoch_line(last, stop, best_acc, best_epoch), flush=True)
-        summary_path = run_dir / "summary.json"
-        if not last and summary_path.exists():  # resumed a finished run: nothing trained, keep its summary
-            return json.loads(summary_path.read_text())
-        summary = {"finished": stop >= args.epochs, "best_test_acc": best_acc, "best_epoch": best_epoch,
-                   "epochs": args.epochs, "epochs_done": max(stop, start_epoch), "run_dir": str(run_dir)}
-        if last:
-            summary.update(final_test_acc=last["test_acc"], final_train_acc=last["train_acc"])
-        if summary["finished"]:
-            log.write_summary(summary)
-        return summary
+            snapshot = state.state_dict(task.name, _json_args(args, task))
+            if env.is_main:
+                checkpoint.save_run_checkpoint(snapshot, run_dir, improved)
+                print(_epoch_line(last, state, stop), flush=True)
+            state.epoch += 1
     finally:
         log.close()
+    return _finish(args, state, log, run_dir, last, stop, time.perf_counter() - started)
 
 
-def _run_epoch(args, task, env, method, ddp, model, optimizer, scheduler, interval, scaler, ctx,
-               train_loader, test_loader, n_train, n_test, epoch, run_dir) -> dict:
-    """Train + evaluate one epoch; returns the ``metrics.csv`` row."""
+def _finish(args, state: TrainState, log: RunLog, run_dir: Path, last: dict, stop: int, seconds: float) -> dict:
+    summary_path = run_dir / "summary.json"
+    if not last and summary_path.exists():  # resumed a finished run: nothing trained, keep its summary
+        return json.loads(summary_path.read_text())
+    key = state.best_key
+    summary = {"finished": stop >= args.epochs, "best_metric": key, f"best_{key}": state.best,
+               "best_epoch": state.best_epoch, "epochs": args.epochs, "epochs_done": max(stop, state.epoch),
+               "run_dir": str(run_dir)}
+    if last:
+        summary.update({f"final_{k}": v for k, v in last.items() if k.startswith(("train_", "test_"))
+                        and not k.endswith("_per_s")})
+    if summary["finished"]:
+        log.write_summary(summary)
+    if state.env.is_main:
+        print(f"done: best {key} {state.best:.4f} (epoch {state.best_epoch + 1}), {seconds:.0f} s, "
+              f"run directory {run_dir}", flush=True)
+    return summary
+
+
+def _run_epoch(state: TrainState, train_loader, test_loader, n_train: int, n_test: int, run_dir: Path) -> dict:
+    """Train + evaluate one epoch; returns the ``metrics.csv`` row (epoch column 0-based)."""
+    args, env, epoch = state.args, state.env, state.epoch
     if env.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(env.device)
     start = time.perf_counter()
-    lr = optimizer.param_groups[0]["lr"]
+    lr = state.optimizer.param_groups[0]["lr"]
     _seed_epoch(train_loader, args, epoch, env.dist.rank)
     _seed_epoch(test_loader, args, epoch, env.dist.rank)
     latest = run_dir / "checkpoint_latest.pt"
-    on_bad = (f"The last good checkpoint is {latest} (epoch {epoch - 1})." if epoch > 0
-              else "No checkpoint was written.")
-    train = train_one_epoch(method, ddp, train_loader, n_train, optimizer, scaler, ctx, args, task,
-                            scheduler if interval == "step" else None, epoch, on_bad)
-    _broadcast_buffers(model)
-    test = evaluate(method, ddp, test_loader, n_test, ctx, task)
+    on_bad = (f"The last good checkpoint is {latest} (epoch {epoch})." if epoch > 0 else "No checkpoint was written.")
+    train = train_one_epoch(state, train_loader, n_train, on_bad)
+    _broadcast_buffers(state)
+    test = evaluate(state.method, state.eval_model, test_loader, n_test, state.ctx, state.task)
     if not math.isfinite(test["loss"]):
-        raise TrainingStopped(f"the test loss became NaN/inf at epoch {epoch}; stopping. {on_bad}")
-    if interval == "epoch":
-        scheduler.step()
-    return {
-        "epoch": epoch, "train_loss": train["loss"], "train_acc": train["acc"], "test_loss": test["loss"],
-        "test_acc": test["acc"], "lr": lr,
-        "train_samples_per_s": train["samples"] / max(train["seconds"], 1e-9),
-        "test_samples_per_s": test["samples"] / max(test["seconds"], 1e-9),
-        "peak_mem_mb": _peak_mem_mb(env.device), "epoch_time_s": time.perf_counter() - start,
-    }
+        raise TrainingStopped(f"the test loss became NaN/inf at epoch {epoch + 1}; stopping. {on_bad}")
+    if state.interval == "epoch":
+        state.scheduler.step()
+    test.pop("best_metric")
+    row = {"epoch": epoch}
+    row.update({f"train_{k}": v for k, v in train.items() if k not in ("samples", "seconds")})
+    row.update({f"test_{k}": v for k, v in test.items() if k not in ("samples", "seconds")})
+    row.update({"lr": lr, "train_samples_per_s": train["samples"] / max(train["seconds"], 1e-9),
+                "test_samples_per_s": test["samples"] / max(test["seconds"], 1e-9),
+                "peak_mem_mb": _peak_mem_mb(env.device), "epoch_time_s": time.perf_counter() - start})
+    return row
 
 
-def _epoch_line(row: dict, stop: int, best_acc: float, best_epoch: int) -> str:
+def _epoch_line(row: dict, state: TrainState, stop: int) -> str:
+    """``epoch 3/10  train loss .. acc ..  test loss .. acc ..  best .. (epoch 2)  lr ..  samples/s  eta`` (human,
+    1-based epoch numbers; ``metrics.csv`` keeps the 0-based index)."""
     eta = round((stop - 1 - row["epoch"]) * row["epoch_time_s"])
-    return (f"epoch {row['epoch']}/{stop - 1}  train loss {row['train_loss']:.4f} acc {row['train_acc']:.2%}  "
-            f"test loss {row['test_loss']:.4f} acc {row['test_acc']:.2%}  best {best_acc:.2%} (epoch {best_epoch})  "
-            f"lr {row['lr']:.3g}  {row['train_samples_per_s']:.0f}/{row['test_samples_per_s']:.0f} samples/s  "
-            f"{row['epoch_time_s']:.1f} s  eta {eta // 3600}:{eta // 60 % 60:02d}:{eta % 60:02d}")
+    scores = "  ".join(f"{k.replace('_', ' ', 1)} {v:.4g}" for k, v in row.items()
+                       if k.startswith(("train_", "test_")) and not k.endswith("_per_s"))
+    return (f"epoch {row['epoch'] + 1}/{state.args.epochs}  {scores}  best {state.best:.4g} (epoch "
+            f"{state.best_epoch + 1})  lr {row['lr']:.3g}  {row['train_samples_per_s']:.0f}/"
+            f"{row['test_samples_per_s']:.0f} samples/s  {row['epoch_time_s']:.1f} s  "
+            f"eta {eta // 3600}:{eta // 60 % 60:02d}:{eta % 60:02d}")
 
 
-__all__ = ["Env", "OPTIMIZERS", "SCHEDULES", "Task", "TrainingStopped", "UsageError", "evaluate", "fit",
-           "make_loaders", "run_name", "setup", "top1", "train_one_epoch"]
+__all__ = ["Env", "Task", "TrainState", "build_state", "evaluate", "fit", "identity", "keep_outputs",
+           "make_loaders", "mean_over_time", "optimizer_step", "run_name", "setup", "train_one_epoch",
+           "train_step"]

@@ -15,15 +15,12 @@ def unfold(y: torch.Tensor, T: int) -> torch.Tensor:
     return y.view(T, y.shape[0] // T, *y.shape[1:])
 
 
-class SeqToANNContainer(nn.Sequential):
-    """Apply ``modules`` (a stateless stack) to every time step at once: ``y[t] = f(x[t])``."""
-
-    def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
-        return unfold(super().forward(fold(x_seq)), x_seq.shape[0])
-
-
-class MultiStep(SeqToANNContainer):
-    """One stateless module applied to every time step (statistics of a BatchNorm are taken over T*N)."""
+class MultiStep(nn.Sequential):
+    """One stateless module applied to every time step at once, ``y[t] = f(x[t])`` (T folded into the batch, so the
+    statistics of a BatchNorm are taken over T*N). A Sequential of one module: parameters are named ``0.*``."""
 
     def __init__(self, module: nn.Module):
         super().__init__(module)
+
+    def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
+        return unfold(super().forward(fold(x_seq)), x_seq.shape[0])

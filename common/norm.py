@@ -5,8 +5,8 @@ import torch
 from torch import nn
 
 from common.layers import MultiStep
-from common.neuron.base import MemoryModule
 from common.registry import Registry
+from common.state import MemoryModule
 
 NORMS = Registry("norm")
 
@@ -118,3 +118,7 @@ class OSR(MemoryModule):
 
 
 NORMS.register("osr", OSR)
+
+# The modules that registry norms are made of (``bn`` is a MultiStep around a BatchNorm): common.memory recomputes a
+# norm together with the neuron after it instead of saving both their inputs.
+NORM_TYPES = (nn.modules.batchnorm._BatchNorm, TEBN, OSR)

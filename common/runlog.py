@@ -1,12 +1,17 @@
 """The run directory: ``args.json``, ``metrics.csv``, TensorBoard events and ``summary.json``.
 
-Layout (checkpoints are written by the engine into the same folder)::
+Layout (checkpoints, lock and resume log are written by the engine through ``common.checkpoint`` and
+``common.rundir``; ``docs/run-directories.md`` has the full description)::
 
     <out-dir>/<run-name>/
-        args.json              every flag + "task" + "argv" (+ "resumed_from" after --resume)
-        metrics.csv            one row per finished epoch, columns METRIC_COLUMNS (accuracies are fractions)
+        args.json              every flag + "task" + "argv", written once when the run starts, never rewritten
+        resume_log.jsonl       one JSON line per --resume: time, host, pid, command line
+        .lock                  flock held by the live run (holds its pid)
+        metrics.csv            one row per finished epoch: epoch (0-based), train_loss, train_<metric>..., test_loss,
+                               test_<metric>..., lr, samples/s, peak memory, time (METRIC_COLUMNS for top-1 tasks)
         events.out.tfevents.*  the same scalars for TensorBoard
-        checkpoint_latest.pt   after every epoch;  checkpoint_best.pt  when test_acc improved
+        checkpoint_latest.pt   after every epoch (content-hashed); checkpoint_previous.pt = the latest before it;
+        checkpoint_best.pt     when the best test metric improved
         summary.json           {"finished": true, "best_test_acc", "best_epoch", "epochs", ...} after the last epoch
 """
 from __future__ import annotations
@@ -46,29 +51,39 @@ class RunLog:
         self.run_dir, self.enabled = Path(run_dir), enabled
         self.csv_path = self.run_dir / "metrics.csv"
         self.writer = None
+        self.columns: list[str] | None = None  # from the first row (the task's evaluator decides the metrics)
         if not enabled:
             return
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        kept = [r for r in read_metrics(self.csv_path) if r["epoch"] < start_epoch] if self.csv_path.exists() else []
-        with open(self.csv_path, "w", newline="") as f:
-            writer = csv.DictWriter(f, METRIC_COLUMNS)
-            writer.writeheader()
-            writer.writerows(kept)
+        if self.csv_path.exists():
+            with open(self.csv_path, newline="") as f:
+                self.columns = csv.DictReader(f).fieldnames
+            kept = [r for r in read_metrics(self.csv_path) if r["epoch"] < start_epoch]
+            self._rewrite(kept)
         from torch.utils.tensorboard import SummaryWriter
 
         self.writer = SummaryWriter(str(self.run_dir), purge_step=start_epoch)
+
+    def _rewrite(self, rows: list[dict]) -> None:
+        with open(self.csv_path, "w", newline="") as f:
+            writer = csv.DictWriter(f, self.columns)
+            writer.writeheader()
+            writer.writerows(rows)
 
     def write_args(self, args: dict) -> None:
         if self.enabled:
             write_json(self.run_dir / "args.json", args)
 
     def log_epoch(self, row: dict) -> None:
-        """Append one row (keys = :data:`METRIC_COLUMNS`) and the matching TensorBoard scalars."""
+        """Append one row (its keys become the columns of a new file) and the matching TensorBoard scalars."""
         if not self.enabled:
             return
+        if self.columns is None:
+            self.columns = list(row)
+            self._rewrite([])
         with open(self.csv_path, "a", newline="") as f:
-            csv.DictWriter(f, METRIC_COLUMNS).writerow({k: row[k] for k in METRIC_COLUMNS})
-        for key in METRIC_COLUMNS[1:]:
+            csv.DictWriter(f, self.columns).writerow({k: row[k] for k in self.columns})
+        for key in self.columns[1:]:
             self.writer.add_scalar(key, row[key], row["epoch"])
         self.writer.flush()
 

@@ -16,11 +16,13 @@ from common import cifar10, cli, engine, methods, sop
 from common.data import add_augment_args, mix_collate
 from common.errors import UsageError
 from common.neuron import NeuronConfig
+from common.task import Task, mean_over_time
 from scf10.model import WIDTH, SeqCIFAR10Net
 
 
 def build_parser():
-    p = cli.base_parser("Train the survey's sequential-CIFAR10 SNN (image columns as time steps, T = 32).", T=WIDTH)
+    p = cli.base_parser("Train the survey's sequential-CIFAR10 SNN (image columns as time steps, T = 32).",
+                        task="scf10", T=WIDTH)
     p.add_argument("--channels", type=int, default=128, help="conv width C (C*8 -> C*2 fc)")
     add_augment_args(p)
     sop.add_args(p)
@@ -32,11 +34,6 @@ def columns_as_steps(x):
     return x.permute(3, 0, 1, 2)
 
 
-def mean_over_time(out_seq):
-    """Readout ``logits = mean_t out_seq[t]``."""
-    return out_seq.mean(0)
-
-
 def build_model(args, kind: str = "snn") -> SeqCIFAR10Net:
     if kind != "snn":
         raise UsageError(f"scf10 has only the SNN, no '{kind}' variant (--method {args.method}); the survey ran "
@@ -44,21 +41,19 @@ def build_model(args, kind: str = "snn") -> SeqCIFAR10Net:
     return SeqCIFAR10Net(NeuronConfig.from_args(args), args.norm, args.channels)
 
 
-def build_task(args) -> engine.Task:
+def build_task(args) -> Task:
     if args.T != WIDTH:
         raise UsageError(f"scf10 feeds one image column per step, so T is the image width {WIDTH}, got -T {args.T}")
-    train_set, test_set = cifar10.datasets_from_args(args)
-    return engine.Task(
+    return Task(
         name="scf10",
-        model=build_model(args, methods.get(args.method).model_kind),
-        train_set=train_set,
-        test_set=test_set,
+        build_model=partial(build_model, args),
+        build_data=partial(cifar10.datasets_from_args, args),
+        model_kind=methods.get(args.method).model_kind,
         train_loss=partial(F.cross_entropy, label_smoothing=args.label_smoothing),
         test_loss=F.cross_entropy,
         encode=columns_as_steps,
         decode=mean_over_time,
         train_collate=mix_collate(args, cifar10.NUM_CLASSES),
-        build_model=partial(build_model, args),
         name_parts=(f"c{args.channels}",),
     )
 

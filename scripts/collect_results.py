@@ -18,7 +18,10 @@ A cell of a survey table = the *finished* runs of one (task, survey column) trai
 (``survey_settings``). Runs that differ only in bookkeeping flags (``--seed``, paths, devices) form one
 configuration and are averaged: mean ± sample std (ddof 1) over n runs. If several configurations map to one cell,
 the one with the best mean accuracy is shown (all tables use that same configuration). Unfinished runs (no
-``summary.json`` or fewer epochs than ``args.epochs``) never enter a mean: they are listed apart.
+``summary.json`` or fewer epochs than ``args.epochs``) never enter a mean: they are listed apart. A seed counts once:
+run directories found twice (overlapping PATHs) or two runs of one configuration and seed give one value (the
+finished one with most epochs; runs.csv marks the others "duplicate"). Runs whose T, width or epochs differ from
+the survey's setting of their cell are marked ``*`` in the cell and listed in runs.csv's ``differs`` column.
 """
 from __future__ import annotations
 
@@ -113,6 +116,33 @@ class Run:
         return json.dumps({k: v for k, v in self.args.items() if k not in BOOKKEEPING}, sort_keys=True, default=str)
 
 
+# args.json keys compared with the survey's setting of a cell (survey_tables.json "survey_settings"); width is
+# "channels" (cf10, scf10) or "hidden" (shd)
+DEVIATION_KEYS = ("T", "channels", "hidden", "epochs")
+
+
+def deviations(run: Run, settings: dict) -> list[str]:
+    """``"key=ours (survey theirs)"`` for every :data:`DEVIATION_KEYS` entry where the run differs from the survey."""
+    found = []
+    for key in DEVIATION_KEYS:
+        ours = run.epochs_planned if key == "epochs" else run.args.get(key)
+        if key in settings and ours is not None and ours != settings[key]:
+            found.append(f"{key}={ours} (survey {settings[key]})")
+    return found
+
+
+def unique_seeds(runs: list[Run]) -> tuple[list[Run], list[Run]]:
+    """``(kept, duplicates)``: one run per (configuration, seed), preferring finished runs with more epochs."""
+    best: dict[tuple, Run] = {}
+    for run in runs:
+        key = (run.config_key, str(run.args.get("seed", run.path)))
+        rank = (run.finished, run.epochs_done)
+        if key not in best or rank > (best[key].finished, best[key].epochs_done):
+            best[key] = run
+    kept = [r for r in runs if any(r is b for b in best.values())]
+    return kept, [r for r in runs if not any(r is b for b in best.values())]
+
+
 def _column_values(run: Run, key: str) -> list[float]:
     return [row[key] for row in run.metrics if key in row and row[key] == row[key]]
 
@@ -130,7 +160,7 @@ def best_acc_pct(run: Run) -> float | None:
 
 
 def _sop(key: str | None):
-    """``sop.json[sop_mode][key]`` (``common/energy.py`` stores one entry per counting mode)."""
+    """``sop.json[sop_mode][key]`` (``common.sop.write_sop_json`` stores one entry per counting mode)."""
     def value(run: Run, settings: dict) -> float | None:
         entry = (run.sop or {}).get(settings.get("sop_mode", "paper"), {})
         return entry.get(key or settings.get("sop_key", "sop_m_per_sample"))
@@ -193,9 +223,10 @@ def gather(paths: list[Path]) -> Inputs:
             continue
         if not path.is_dir():
             raise SystemExit(f"collect_results: no such file or directory: {path}")
-        found.runs += [Run.read(a.parent) for a in sorted(path.rglob("args.json"))]
+        seen = {r.path.resolve() for r in found.runs}
+        found.runs += [Run.read(a.parent) for a in sorted(path.rglob("args.json")) if a.parent.resolve() not in seen]
         files += [c for c in sorted(path.rglob("*.csv")) if not (c.parent / "args.json").exists()]
-    for path in files:
+    for path in dict.fromkeys(f.resolve() for f in files):
         header = set(_csv_header(path))
         if SPEED_HEADER <= header:
             found.speed.append((path, _read_csv(path)))
@@ -241,7 +272,7 @@ class Cell:
     runs: list[Run]
     n_configs: int = 0
     n_incomplete: int = 0
-    short: bool = False  # trained for fewer epochs than the survey
+    deviations: list[str] = field(default_factory=list)  # T, width or epochs differing from the survey's setting
 
     @property
     def diff(self) -> float | None:
@@ -284,16 +315,15 @@ def table_cells(spec: dict, cells: dict, survey: dict) -> dict[tuple[str, str], 
     """The cells of one survey table: its rows (datasets with survey numbers, plus ``extra_rows``) x columns."""
     out = {}
     for task in [*spec["rows"], *spec.get("extra_rows", [])]:
-        epochs = survey["survey_settings"].get(task, {}).get("epochs")
         for column in survey["columns"]:
             runs = cells.get((task, column), [])
-            finished = [r for r in runs if r.finished]
+            finished = unique_seeds([r for r in runs if r.finished])[0]
             chosen = best_group(finished)
             values = [metric(r, spec["metric"], settings_of(r, survey)) for r in chosen]
             cell = Cell(
                 Stat.of(values), spec["rows"].get(task, {}).get(column), chosen,
                 n_configs=len({r.config_key for r in finished}), n_incomplete=len(runs) - len(finished),
-                short=bool(chosen and epochs and min(r.epochs_planned for r in chosen) < epochs),
+                deviations=sorted({d for r in chosen for d in deviations(r, settings_of(r, survey))}),
             )
             if cell.stat or cell.survey is not None or cell.n_incomplete:
                 out[task, column] = cell
@@ -313,13 +343,14 @@ def cell_text(cell: Cell, fmt: str) -> str:
     ours = _num(cell.stat.mean, fmt)
     if cell.stat.std is not None:
         ours += f" ± {_num(cell.stat.std, fmt)} (n={cell.stat.n})"
-    ours += ("*" if cell.short else "") + ("†" if cell.n_configs > 1 else "")
+    ours += ("*" if cell.deviations else "") + ("†" if cell.n_configs > 1 else "")
     diff = f" ({format(cell.diff, '+' + fmt)})" if cell.diff is not None else ""
     return f"{ours} / {survey}{diff}"
 
 
 LEGEND = ("Each cell: ours / survey (ours − survey). Ours = mean ± sample std over seeds (n runs) when several runs "
-          "exist; * = trained for fewer epochs than the survey; † = the best of several configurations (runs.csv "
+          "exist; * = T, width or epochs differ from the survey's (runs.csv: differs); "
+          "† = the best of several configurations (runs.csv "
           "lists all runs); — = no finished run; [k incomplete] = only unfinished runs (see runs.csv).")
 
 
@@ -407,7 +438,7 @@ def surrogate_rows(runs: list[Run], digits: list[dict], survey: dict, alpha_of=d
     ``digits`` = rows of ``digits_sweep.csv`` files (one per surrogate; several files = several seeds), used only
     when the digits sweep's run directories themselves were not found."""
     keyed: dict[tuple, list[Run]] = {}
-    for run in runs:
+    for run in unique_seeds([r for r in runs if r.finished])[0]:
         if run.finished:
             key = (run.task, _model_label(run, survey), run.arg("sg"), run_alpha(run, alpha_of))
             keyed.setdefault(key, []).append(run)
@@ -421,6 +452,7 @@ def surrogate_rows(runs: list[Run], digits: list[dict], survey: dict, alpha_of=d
     if any(r.task == "digits" for r in runs):
         digits = []  # the sweep's own run directories are there: its CSV would count them twice
     by_digits: dict[tuple, list[dict]] = {}
+    digits = list({_digits_key(r): r for r in digits}.values())  # one row per seed, however many CSV copies
     for row in digits:
         by_digits.setdefault((row["surrogate"], float(row["alpha"])), []).append(row)
     for (sg, alpha), group in by_digits.items():
@@ -429,6 +461,13 @@ def surrogate_rows(runs: list[Run], digits: list[dict], survey: dict, alpha_of=d
                      "stat": Stat.of([100 * float(r["best_test_acc"]) for r in group]),
                      "epochs": epochs.pop() if len(epochs) == 1 else None, "configs": 1, "source": "digits_sweep.csv"})
     return sorted(rows, key=lambda r: (r["task"], r["model"], -(r["stat"].mean if r["stat"] else 0)))
+
+
+def _digits_key(row: dict):
+    """Surrogate and settings of a digits-sweep row; rows without a seed column (older CSVs) are all distinct."""
+    if not row.get("seed"):
+        return id(row)
+    return tuple(row.get(k) for k in ("surrogate", "alpha", "seed", "T", "channels", "epochs", "lr", "batch_size"))
 
 
 def surrogate_markdown(rows: list[dict]) -> str:
@@ -567,14 +606,25 @@ def speed_figure(path: Path, rows: list[dict]) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------------- main
+def run_status(run: Run, duplicates: list[Run]) -> str:
+    """finished / incomplete / duplicate (another run of the same configuration and seed is counted instead)."""
+    if any(run is d for d in duplicates):
+        return "duplicate"
+    return "finished" if run.finished else "incomplete"
+
+
 def runs_markdown(runs: list[Run], survey: dict) -> str:
-    lines = ["### Runs", "", "| Run | Task | Column | Surrogate | Status | Epochs | Best test acc (%) |",
-             "|---|---|---|---|---|---|---|"]
+    duplicates = unique_seeds(runs)[1]
+    lines = ["### Runs", "", "| Run | Task | Column | Surrogate | Status | Epochs | Best test acc (%) | Differs |",
+             "|---|---|---|---|---|---|---|---|"]
     for run in runs:
         acc = best_acc_pct(run)
-        status = "finished" if run.finished else "**incomplete**"
+        status = run_status(run, duplicates)
+        status = status if status == "finished" else f"**{status}**"
+        differs = "; ".join(deviations(run, settings_of(run, survey)))
         lines.append(f"| `{run.path.name}` | {run.task} | {_model_label(run, survey)} | {run.arg('sg')} "
-                     f"| {status} | {run.epochs_done}/{run.epochs_planned} | {'' if acc is None else f'{acc:.2f}'} |")
+                     f"| {status} | {run.epochs_done}/{run.epochs_planned} | {'' if acc is None else f'{acc:.2f}'} "
+                     f"| {differs} |")
     return "\n".join(lines) + "\n"
 
 
@@ -582,11 +632,13 @@ def runs_csv(path: Path, runs: list[Run], survey: dict) -> None:
     keys = ("neuron", "norm", "method", "sg", "sg_alpha", "seed")
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["path", "task", "column", *keys, "status", "epochs_done", "epochs", *METRICS])
+        writer.writerow(["path", "task", "column", *keys, "status", "epochs_done", "epochs", "differs", *METRICS])
+        duplicates = unique_seeds(runs)[1]
         for run in runs:
             values = [metric(run, m, settings_of(run, survey)) for m in METRICS]
             writer.writerow([run.path, run.task, run.column or "", *(run.arg(k) for k in keys),
-                             "finished" if run.finished else "incomplete", run.epochs_done, run.epochs_planned,
+                             run_status(run, duplicates), run.epochs_done, run.epochs_planned,
+                             "; ".join(deviations(run, settings_of(run, survey))),
                              *("" if v is None else v for v in values)])
 
 
@@ -623,12 +675,16 @@ def collect(paths: list[Path], out: Path, survey_file: Path = SURVEY_FILE, alpha
     return found
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("paths", nargs="+", type=Path, help="run directories, folders of them, or CSV files")
     parser.add_argument("--out", type=Path, default=Path("results"), help="output folder (default: results)")
     parser.add_argument("--survey", type=Path, default=SURVEY_FILE, help="the survey's numbers (JSON)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     found = collect(args.paths, args.out, args.survey)
     n_done = sum(r.finished for r in found.runs)
     unused = " (not used: the digits runs themselves were found)" if found.digits and any(

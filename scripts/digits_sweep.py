@@ -4,8 +4,12 @@ with every registered surrogate gradient (or those named by --sg), on CPU, throu
     python scripts/digits_sweep.py                      # all surrogates, ~3 min on 2 cores
     python scripts/digits_sweep.py --sg atan --sg sigmoid --epochs 5
 
-Writes one engine run directory per surrogate under --out (a finished one is reused, an unfinished one resumed),
-plus ``digits_sweep.csv`` and ``digits_sweep.png`` (best test accuracy per surrogate), and prints the table.
+Writes one engine run directory per surrogate under --out (a finished one is reused and an unfinished one resumed,
+each said on its line, only if its recorded configuration is the requested one), plus ``digits_sweep.csv`` and
+``digits_sweep.png`` (best test accuracy per surrogate), and prints the table. The CSV is merged: rows of other
+surrogates or settings already there are kept; the plot shows the rows of this invocation's settings. ``seconds`` is
+always the training + evaluation time summed over the run's epochs (``metrics.csv`` ``epoch_time_s``), whether the
+run was trained now, resumed or reused.
 """
 from __future__ import annotations
 
@@ -27,12 +31,16 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from common import cli, engine, surrogate
+from common.errors import UsageError
 from common.layers import MultiStep
 from common.neuron import NeuronConfig, build_neuron
 from common.norm import build_norm
 from common.runlog import read_metrics
+from common.task import Task, mean_over_time
 
-COLUMNS = ("surrogate", "alpha", "best_test_acc", "best_epoch", "epochs", "seconds")
+SETTINGS = ("epochs", "T", "channels", "lr", "batch_size", "seed")  # with the surrogate: one CSV row
+COLUMNS = ("surrogate", "alpha", "best_test_acc", "best_epoch", "epochs", "seconds", "T", "channels", "lr",
+           "batch_size", "seed")
 
 
 def digits_datasets(seed: int = 0, test_fraction: float = 0.25) -> tuple[TensorDataset, TensorDataset]:
@@ -63,60 +71,100 @@ def repeat_over_time(x, T: int):
     return x.unsqueeze(0).repeat(T, *([1] * x.dim()))
 
 
-def mean_over_time(out_seq):
-    return out_seq.mean(0)
-
-
-def engine_args(opts, sg: str):
+def engine_argv(opts, sg: str) -> list[str]:
     """The engine's flags for one surrogate's run."""
-    argv = ["--sg", sg, "--T", str(opts.T), "--epochs", str(opts.epochs), "-b", str(opts.batch_size),
+    return ["--sg", sg, "--T", str(opts.T), "--epochs", str(opts.epochs), "-b", str(opts.batch_size),
             "--lr", str(opts.lr), "--opt", "adam", "--label-smoothing", "0", "--out-dir", str(opts.out),
             "--device", "cpu", "--workers", "0", "--seed", str(opts.seed), "--backend", opts.backend]
-    return cli.parse(cli.base_parser("digits"), argv)
+
+
+def engine_args(opts, sg: str, resume: Path | None = None):
+    """The engine's parsed flags for one surrogate's run (``resume``: continue that run directory)."""
+    argv = engine_argv(opts, sg) + (["--resume", str(resume)] if resume else [])
+    return cli.parse(cli.base_parser("digits", task="digits"), argv)
+
+
+def check_reusable(opts, sg: str, run_dir: Path) -> None:
+    """A run directory of the same name must record this request's configuration; else one-line UsageError."""
+    if (run_dir / "args.json").exists():
+        differ = cli.config_differences(cli.base_parser("digits", task="digits"), engine_argv(opts, sg), run_dir)
+        if differ:
+            raise UsageError(f"{run_dir} was trained with other settings: {'; '.join(differ)}; use another --out")
 
 
 def train_one(opts, sg: str) -> dict:
     """Train (or reuse / resume) the run of surrogate ``sg``; returns its table row."""
     args = engine_args(opts, sg)
     env = engine.setup(args)
-    train_set, test_set = digits_datasets(opts.seed)
-    task = engine.Task(name="digits", model=digits_snn(args, opts.channels), train_set=train_set, test_set=test_set,
-                       train_loss=F.cross_entropy, encode=partial(repeat_over_time, T=args.T),
-                       decode=mean_over_time, drop_last=False, name_parts=(f"T{args.T}", f"c{opts.channels}"))
+    task = Task(name="digits", build_model=lambda kind: digits_snn(args, opts.channels),
+                build_data=partial(digits_datasets, opts.seed), train_loss=F.cross_entropy,
+                encode=partial(repeat_over_time, T=args.T), decode=mean_over_time, drop_last=False,
+                name_parts=(f"T{args.T}", f"c{opts.channels}"))
     run_dir = Path(args.out_dir) / engine.run_name(args, task)
-    start = time.perf_counter()
+    check_reusable(opts, sg, run_dir)
     if (run_dir / "summary.json").exists():
+        how = f"reused the finished run {run_dir}"
         summary = json.loads((run_dir / "summary.json").read_text())
-        seconds = sum(r["epoch_time_s"] for r in read_metrics(run_dir / "metrics.csv"))
     else:
+        how = "trained"
         if (run_dir / "checkpoint_latest.pt").exists():
-            args.resume = str(run_dir)
+            how = f"resumed {run_dir}"
+            args = engine_args(opts, sg, resume=run_dir)
         with contextlib.redirect_stdout(io.StringIO()):  # one line per surrogate instead of one per epoch
             summary = engine.fit(args, task, env)
-        seconds = time.perf_counter() - start
+    seconds = sum(r.get("epoch_time_s", 0.0) for r in read_metrics(run_dir / "metrics.csv"))
     alpha = surrogate.get(sg, alpha=None).alpha
-    print(f"{sg}: best test accuracy {summary['best_test_acc']:.2%} ({seconds:.1f} s)", flush=True)
+    print(f"{sg}: best test accuracy {summary['best_test_acc']:.2%} ({how}; {seconds:.1f} s of training)",
+          flush=True)
     return {"surrogate": sg, "alpha": alpha, "best_test_acc": summary["best_test_acc"],
-            "best_epoch": summary["best_epoch"], "epochs": summary["epochs"], "seconds": round(seconds, 1)}
+            "best_epoch": summary["best_epoch"], "epochs": summary["epochs"], "seconds": round(seconds, 1),
+            "T": opts.T, "channels": opts.channels, "lr": opts.lr, "batch_size": opts.batch_size, "seed": opts.seed}
+
+
+def _key(row: dict) -> tuple[str, ...]:
+    return tuple(str(row.get(k, "")) for k in ("surrogate", *SETTINGS))
+
+
+def merge_rows(path: Path, rows: list[dict]) -> list[dict]:
+    """The rows of the CSV at ``path`` (if any) with ``rows`` replacing those of the same surrogate and settings
+    and the others appended."""
+    merged: dict[tuple, dict] = {}
+    if path.exists():
+        with open(path, newline="") as f:
+            merged = {_key(r): r for r in csv.DictReader(f)}
+    merged.update({_key(r): r for r in rows})
+    return list(merged.values())
 
 
 def write_outputs(rows: list[dict], out: Path, threshold: float) -> None:
-    with open(out / "digits_sweep.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, COLUMNS)
+    """Merge ``rows`` into ``digits_sweep.csv`` (:func:`merge_rows`) and plot the merged rows of their settings."""
+    path = out / "digits_sweep.csv"
+    merged = merge_rows(path, rows)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, COLUMNS, extrasaction="ignore")
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows(merged)
+    os.replace(tmp, path)
+    settings = _key(rows[0])[1:]
+    plot(sorted((r for r in merged if _key(r)[1:] == settings), key=lambda r: r["surrogate"]), out, threshold,
+         dict(zip(SETTINGS, settings)))
+
+
+def plot(rows: list[dict], out: Path, threshold: float, settings: dict) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(max(6.0, 0.45 * len(rows)), 4.0))
-    accs = [100 * r["best_test_acc"] for r in rows]
+    accs = [100 * float(r["best_test_acc"]) for r in rows]
     ax.bar([r["surrogate"] for r in rows], accs, color=["C0" if a >= 100 * threshold else "C3" for a in accs])
     ax.axhline(100 * threshold, color="k", lw=0.8, ls="--")
     ax.set_ylim(min(90.0, min(accs) - 2), 100)
     ax.set_ylabel("best test accuracy (%)")
-    ax.set_title("8x8 digits, conv SNN (LIF, T=4), one surrogate per bar")
+    ax.set_title(f"8x8 digits, conv SNN (LIF, T={settings['T']}, C={settings['channels']}, {settings['epochs']} "
+                 "epochs), one surrogate per bar")
     plt.setp(ax.get_xticklabels(), rotation=60, ha="right", rotation_mode="anchor")
     fig.tight_layout()
     fig.savefig(out / "digits_sweep.png", dpi=120)
@@ -124,7 +172,7 @@ def write_outputs(rows: list[dict], out: Path, threshold: float) -> None:
 
 
 def format_table(rows: list[dict]) -> str:
-    lines = [f"{'surrogate':<24}{'alpha':>8}{'best acc %':>12}{'epochs':>8}{'seconds':>9}"]
+    lines = [f"{'surrogate':<24}{'alpha':>8}{'best acc %':>12}{'epochs':>8}{'seconds':>9}  (training + evaluation)"]
     lines += [f"{r['surrogate']:<24}{r['alpha']:>8g}{100 * r['best_test_acc']:>12.2f}{r['epochs']:>8}"
               f"{r['seconds']:>9.1f}" for r in rows]
     return "\n".join(lines)
@@ -169,7 +217,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             torch.set_num_threads(threads)
     write_outputs(rows, opts.out, opts.threshold)
     print(format_table(rows))
-    print(f"{len(rows)} surrogates in {time.perf_counter() - start:.0f} s; table and plot in {opts.out}")
+    print(f"{len(rows)} surrogates in {time.perf_counter() - start:.0f} s of wall time; table and plot in {opts.out}")
     return rows
 
 

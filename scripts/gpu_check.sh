@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# One-command GPU check of the CuPy kernels: GPU + codegen tests, then a small speed benchmark (T up to 64,
+# One-command GPU check of the CuPy kernels: kernel + codegen tests, then a small speed benchmark (T up to 64,
 # N up to 2^20; cupy vs torch vs fused [vs SpikingJelly]). Everything lands in OUT_DIR:
-#   env.txt (GPU, versions), pytest.log + pytest.xml, bench.log + bench/bench.csv (or bench.csv from the fallback).
+#   env.txt (GPU, versions), pytest.log + pytest.xml, bench.log + bench/bench.csv.
+# Compiled kernels go to the per-user caches (SNN_KERNEL_CACHE, CUPY_CACHE_DIR if set, else their defaults).
 # Needs no network. WHEEL_DIR (or $SNN_WHEEL_DIR), if given, is pip-installed with --no-index --no-deps first
 # (e.g. a spikingjelly wheel for the peer column; without it the peer is skipped). Budget: < 6 minutes on one GPU.
 #
@@ -13,8 +14,6 @@ PY=${PYTHON:-$(command -v python || command -v python3)}
 cd "$(dirname "$0")/.."
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
-export SNN_KERNEL_CACHE=${SNN_KERNEL_CACHE:-/tmp/snn-sg-kernels}
-export CUPY_CACHE_DIR=${CUPY_CACHE_DIR:-/tmp/snn-cupy-cache}
 
 {
   date
@@ -39,7 +38,8 @@ fi
 
 rc=0
 if "$PY" -c "import pytest" 2>/dev/null; then
-  timeout 200 "$PY" -m pytest -q -rs tests/common/test_kernels_gpu.py tests/common/test_cupy_codegen.py \
+  timeout 200 "$PY" -m pytest -q -rs tests/common/test_kernels.py tests/common/test_kernels_gpu.py \
+    tests/common/test_cupy_codegen.py \
     --junitxml "$OUT/pytest.xml" 2>&1 | tee "$OUT/pytest.log"
   [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1
 else
@@ -49,15 +49,8 @@ fi
 
 peers=fused,cupy,torch
 "$PY" -c "import spikingjelly" 2>/dev/null && peers=$peers,spikingjelly
-if [ -f speed/bench.py ]; then
-  timeout 130 "$PY" speed/bench.py --device cuda --impl "loop,$peers" --mode train --T 4,16,64 \
-    --N 65536,1048576 --no-plots --out "$OUT/bench" 2>&1 | tee "$OUT/bench.log"
-  [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1
-else
-  timeout 130 "$PY" speed/bench.py --device cuda --T 16 64 --N 1048576 --backends ${peers//,/ } \
-    2>&1 | tee "$OUT/bench.log"
-  [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1
-  grep -A100 '^T,N' "$OUT/bench.log" > "$OUT/bench.csv"
-fi
+timeout 130 "$PY" speed/bench.py --device cuda --impl "loop,$peers" --mode train --T 4,16,64 \
+  --N 65536,1048576 --no-plots --out "$OUT/bench" 2>&1 | tee "$OUT/bench.log"
+[ "${PIPESTATUS[0]}" -eq 0 ] || rc=1
 echo "gpu_check: exit $rc; results in $OUT"
 exit $rc

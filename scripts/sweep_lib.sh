@@ -3,8 +3,10 @@
 #
 # A sweep queues jobs (a run name + train.py flags) and runs them with run_queue:
 # * run directory = $OUT_DIR/<run name> (train.py gets --out-dir and --run-name);
-# * <run dir>/summary.json present         -> skipped (finished);
-# * <run dir>/checkpoint_latest.pt present -> resumed with --resume <run dir>;
+# * <run dir>/summary.json present         -> skipped (finished), but only if the run's recorded configuration
+#                                             equals the requested one (train.py --resume <run dir> --check-config);
+#                                             otherwise the job FAILS with the differing flags;
+# * <run dir>/checkpoint_latest.pt present -> resumed with --resume <run dir> after the same check;
 # * SOP_MODE=<mode> instead counts the SOPs of finished runs (--sop --sop-mode <mode> --resume <run dir>),
 #   skipping runs whose sop.json already has that mode;
 # * CUDA_VISIBLE_DEVICES=a,b,c (several) -> one job per GPU in parallel (each sees only its GPU),
@@ -67,9 +69,19 @@ queue_job() {
     JOB_ARGS+=("$2")
 }
 
-# job_state NAME -> prints "skip <reason>", "fail <reason>", "start", "resume" or "sop".
+# same_config NAME FLAGS -> status 0 if the run's recorded configuration equals the requested one; otherwise
+# prints train.py's one-line explanation (the differing flags and their recorded values).
+same_config() {
+    local out
+    job_command "$1" "$2" check
+    out=$("${CMD[@]}" 2>&1 >/dev/null) && return 0
+    echo "${out##*$'\n'}"
+    return 1
+}
+
+# job_state NAME FLAGS -> prints "skip <reason>", "fail <reason>", "start", "resume" or "sop".
 job_state() {
-    local run_dir="$OUT_DIR/$1"
+    local run_dir="$OUT_DIR/$1" why
     if [[ -n $SOP_MODE ]]; then
         if [[ -f $run_dir/sop.json ]] && grep -q "\"$SOP_MODE\":" "$run_dir/sop.json"; then
             echo "skip (SOPs counted: $run_dir/sop.json)"
@@ -78,10 +90,14 @@ job_state() {
         else
             echo sop
         fi
-    elif [[ -f $run_dir/summary.json ]]; then
-        echo "skip (finished: $run_dir/summary.json)"
-    elif [[ -f $run_dir/checkpoint_latest.pt ]]; then
-        echo resume
+    elif [[ -f $run_dir/summary.json || -f $run_dir/checkpoint_latest.pt ]]; then
+        if ! why=$(same_config "$1" "$2"); then
+            echo "fail (recorded configuration differs from the requested one: $why)"
+        elif [[ -f $run_dir/summary.json ]]; then
+            echo "skip (finished with the same configuration: $run_dir/summary.json)"
+        else
+            echo resume
+        fi
     else
         echo start
     fi
@@ -96,6 +112,7 @@ job_command() {
     case $3 in
         sop) CMD+=(--sop --sop-mode "$SOP_MODE" --resume "$OUT_DIR/$1") ;;
         resume) CMD+=(--resume "$OUT_DIR/$1") ;;
+        check) CMD+=(--resume "$OUT_DIR/$1" --check-config) ;;
         *) CMD+=(--out-dir "$OUT_DIR" --run-name "$1") ;;
     esac
 }
@@ -132,7 +149,7 @@ run_queue() {
     trap '[[ ${#running[@]} -gt 0 ]] && kill "${running[@]}" 2>/dev/null; exit 130' INT TERM
     for i in "${!JOB_NAMES[@]}"; do
         name=${JOB_NAMES[$i]}
-        state=$(job_state "$name")
+        state=$(job_state "$name" "${JOB_ARGS[$i]}")
         case $state in
             skip*) N_SKIPPED=$((N_SKIPPED + 1)); echo "skip    $name ${state#skip }"; continue ;;
             fail*) N_FAILED=$((N_FAILED + 1)); echo "FAILED  $name ${state#fail }" >&2; continue ;;

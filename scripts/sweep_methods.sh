@@ -7,7 +7,8 @@
 # TASK: cf10, scf10 or shd. Columns: if lif clif psn tebn osr blockalif, and for cf10 also tandem
 # distill_response distill_feature (plus ann, the distillation teacher, trained first when a distillation
 # column is selected). Run directory DIR/<column>[_sSEED] (DIR default: runs/TASK/methods); finished runs
-# (summary.json) are skipped, unfinished ones (checkpoint_latest.pt) resumed. Several GPUs in
+# (summary.json) are skipped, unfinished ones (checkpoint_latest.pt) resumed, both only when the run's recorded
+# configuration equals the requested one (else the job fails naming the differing flags). Several GPUs in
 # CUDA_VISIBLE_DEVICES (e.g. 0,1,2,3) run one job per GPU in parallel; logs in DIR/logs/.
 # EXTRA arguments go to every run (e.g. -- --epochs 2 --limit-batches 5 for a smoke test; use another --out-dir).
 # --sop: instead of training, count the SOPs of the finished runs on the test set in the survey's convention

@@ -6,9 +6,10 @@
 #
 # One run per surrogate (x alpha x seed): TASK/train.py --sg NAME [--sg-alpha A] [--seed S] EXTRA
 #   --out-dir DIR --run-name NAME[_aA][_sS]        (DIR default: runs/TASK/sg)
-# Finished runs (summary.json) are skipped, unfinished ones (checkpoint_latest.pt) resumed. Several GPUs in
-# CUDA_VISIBLE_DEVICES (e.g. 0,1,2,3) run one job per GPU in parallel; logs in DIR/logs/. Runs with different
-# EXTRA arguments need their own --out-dir (the run name only encodes surrogate, alpha and seed).
+# Finished runs (summary.json) are skipped, unfinished ones (checkpoint_latest.pt) resumed, both only when the
+# run's recorded configuration equals the requested one (else the job fails naming the differing flags). Several
+# GPUs in CUDA_VISIBLE_DEVICES (e.g. 0,1,2,3) run one job per GPU in parallel; logs in DIR/logs/. Runs with
+# different EXTRA arguments need their own --out-dir (the run name only encodes surrogate, alpha and seed).
 # Collect the results with: python scripts/collect_results.py DIR
 set -uo pipefail
 # shellcheck source=scripts/sweep_lib.sh

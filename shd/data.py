@@ -11,15 +11,19 @@ leftover units dropped), ``x[k, c]`` = number of spikes. Defaults dt = 10 ms, n_
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import sys
 from pathlib import Path
 
 import h5py
 import numpy as np
 import torch
 from torch.utils.data import Dataset
+
+from common.errors import DataError, UsageError
 
 N_UNITS = 700
 N_CLASSES = 20
@@ -28,8 +32,8 @@ CACHE_VERSION = 1
 _CHUNK = 256  # samples integrated at once (bounds the per-spike temporaries)
 
 
-class SHDFormatError(ValueError):
-    """A missing or malformed SHD file; the message names the file and the problem."""
+class SHDFormatError(DataError, ValueError):
+    """A malformed SHD file (exit code 3); the message names the file and the problem."""
 
     def __init__(self, path, problem: str):
         super().__init__(f"SHD file {path}: {problem}")
@@ -58,6 +62,7 @@ def integrate_events(times, units, dt_ms: float = 10.0, n_bins: int = 5, first_i
     t_all, u_all = np.concatenate(times), np.concatenate(units).astype(np.int64)
     starts = np.cumsum(counts) - counts
     sample = np.repeat(np.arange(len(counts)), counts)
+    _check_times(t_all, sample, first_index)
     _check_order(t_all, starts, sample, first_index)
     if u_all.min() < 0 or u_all.max() >= N_UNITS:
         bad = sample[np.flatnonzero((u_all < 0) | (u_all >= N_UNITS))[0]]
@@ -90,6 +95,19 @@ def _check_samples(n_times: np.ndarray, n_units: np.ndarray, first_index: int) -
     for bad, problem in (((n_times != n_units), "times and units differ in length"), ((n_times == 0), "no spikes")):
         if bad.any():
             raise ValueError(f"sample {first_index + np.flatnonzero(bad)[0]}: {problem}")
+
+
+def _check_times(t_all: np.ndarray, sample: np.ndarray, first_index: int) -> None:
+    """Finite times whose millisecond values fit the file's float type (float16 overflows above 65.5 s)."""
+    bad = ~np.isfinite(t_all)
+    if bad.any():
+        raise ValueError(f"sample {first_index + sample[np.flatnonzero(bad)[0]]}: spike time "
+                         f"{t_all[bad][0]} is not a finite number")
+    limit = float(np.finfo(t_all.dtype).max) / 1000 if t_all.dtype.kind == "f" else np.inf
+    big = np.abs(t_all) > limit
+    if big.any():
+        raise ValueError(f"sample {first_index + sample[np.flatnonzero(big)[0]]}: spike time {t_all[big][0]} s "
+                         f"overflows {t_all.dtype} in milliseconds (the official files hold seconds below 1.4)")
 
 
 def _check_order(t_all: np.ndarray, starts: np.ndarray, sample: np.ndarray, first_index: int) -> None:
@@ -181,16 +199,42 @@ def load_split(data_dir, split: str, dt_ms: float = 10.0, n_bins: int = 5, cache
     check_params(dt_ms, n_bins)
     source = find_file(data_dir, split)
     cache = cache_path(cache_dir, source, split, dt_ms, n_bins) if cache_dir else None
-    if cache is not None and cache.is_file():
-        with np.load(cache) as z:
-            return SHDFrames(z["frames"], z["lengths"], z["labels"])
+    cached = _read_cache(cache) if cache is not None and cache.is_file() else None
+    if cached is not None:
+        return cached
     frames, lengths, labels = read_and_integrate(source, dt_ms, n_bins)
     if cache is not None:
+        _write_cache(cache, frames, lengths, labels)
+    return SHDFrames(frames, lengths, labels)
+
+
+def _read_cache(cache: Path) -> SHDFrames | None:
+    """The cached frames, or ``None`` (with a warning line) when the file is damaged: it is then rebuilt."""
+    try:
+        with np.load(cache) as z:
+            frames, lengths, labels = z["frames"], z["lengths"], z["labels"]
+    except Exception as e:  # zipfile.BadZipFile, ValueError, OSError, KeyError, EOFError for a damaged file
+        problem = f"unreadable ({type(e).__name__})"
+    else:
+        if frames.ndim == 2 and len(labels) == len(lengths) and int(lengths.sum()) == len(frames):
+            return SHDFrames(frames, lengths, labels)
+        problem = "inconsistent (frame count and lengths differ)"
+    print(f"warning: SHD frame cache {cache} is {problem}; rebuilding it", file=sys.stderr)
+    return None
+
+
+def _write_cache(cache: Path, frames, lengths, labels) -> None:
+    """Write the cache atomically; a failure is one line naming the file and the ``--no-cache`` remedy."""
+    tmp = cache.with_name(f"{cache.stem}.{os.getpid()}.tmp.npz")
+    try:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_name(f"{cache.stem}.{os.getpid()}.tmp.npz")
         np.savez(tmp, frames=frames, lengths=lengths, labels=labels)
         os.replace(tmp, cache)
-    return SHDFrames(frames, lengths, labels)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise UsageError(f"cannot write the SHD frame cache {cache} ({e.strerror or e}); pass --no-cache, or "
+                         "--cache-dir a writable folder") from None
 
 
 def pad_collate(batch, pad_to: int | None = None):
@@ -207,8 +251,7 @@ def pad_collate(batch, pad_to: int | None = None):
     return x, torch.tensor(ys, dtype=torch.int64), lengths
 
 
-def pad_collate_xy(batch, pad_to: int | None = None):
-    """:func:`pad_collate` without the lengths: the engine's ``(x, target)`` batches (the lengths are recoverable
-    from ``x``, see ``shd.model.frame_lengths``)."""
-    x, y, _ = pad_collate(batch, pad_to)
-    return x, y
+def pad_collate_batch(batch, pad_to: int | None = None):
+    """:func:`pad_collate` as the engine's ``(x, targets, extras)`` batch with ``extras = {"lengths": lengths}``."""
+    x, y, lengths = pad_collate(batch, pad_to)
+    return x, y, {"lengths": lengths}

@@ -15,8 +15,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from common.layers import MultiStep
-from common.neuron import MemoryModule, NeuronConfig, build_neuron
+from common.neuron import NeuronConfig, build_neuron
 from common.norm import build_norm
+from common.state import MemoryModule
 
 
 class SequenceDropout(MemoryModule):
@@ -71,20 +72,43 @@ class ChannelNorm(nn.Module):
         return self.norm(x_seq.unsqueeze(-1)).squeeze(-1)
 
 
+class PadToLength(nn.Module):
+    """The survey's ``AutoPadding(T, m)``: zero-pad the time axis of ``x_seq [L, N, ...]`` to ``T`` steps, run
+    ``m`` (a module with per-step parameters, e.g. TEBN or PSN) and return the first ``L`` output steps, so the
+    layers around it run on the batch's own length."""
+
+    def __init__(self, module: nn.Module, T: int):
+        super().__init__()
+        self.module, self.T = module, T
+
+    def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
+        length = x_seq.shape[0]
+        if length > self.T:
+            raise ValueError(f"a batch has {length} steps, more than the fixed length -T {self.T}")
+        padded = F.pad(x_seq, (0, 0) * (x_seq.dim() - 1) + (0, self.T - length))
+        return self.module(padded)[:length]
+
+
+def fixed_length(module: nn.Module, T: int) -> nn.Module:
+    """``module`` wrapped in :class:`PadToLength` when its parameters are tied to the sequence length."""
+    return PadToLength(module, T) if needs_fixed_T(module) else module
+
+
 class SHDNet(nn.Module):
-    """``model(x_seq [T, N, in]) -> v_seq [T, N, classes]``; ``T`` is the fixed length given to neurons and norms
-    whose parameters depend on it (see :func:`needs_fixed_T`)."""
+    """``model(x_seq [L, N, in]) -> p_seq [L, N, classes]`` (per-step softmax of the readout membrane) for any
+    batch length ``L <= T``; neurons and norms whose parameters depend on the length see ``T`` steps
+    (:class:`PadToLength`)."""
 
     def __init__(self, neuron: NeuronConfig, norm: str = "bn", T: int = 126, in_features: int = 140,
                  hidden: int = 256, layers: int = 2, classes: int = 20, dropout: float = 0.4,
-                 readout_tau: float = 1.005, mask_padding: bool = True):
+                 readout_tau: float = 1.005):
         super().__init__()
-        self.mask_padding = mask_padding
         neuron = dataclasses.replace(neuron, T=T)
         blocks, width = [], in_features
         for _ in range(layers):
-            blocks += [nn.Linear(width, hidden, bias=False), ChannelNorm(build_norm(norm, hidden, T, dim=1)),
-                       build_neuron(neuron, (hidden,)), SequenceDropout(dropout)]
+            blocks += [nn.Linear(width, hidden, bias=False),
+                       fixed_length(ChannelNorm(build_norm(norm, hidden, T, dim=1)), T),
+                       fixed_length(build_neuron(neuron, (hidden,)), T), SequenceDropout(dropout)]
             width = hidden
         self.features = nn.Sequential(*blocks)
         self.classifier = nn.Linear(width, classes, bias=False)
@@ -98,20 +122,8 @@ class SHDNet(nn.Module):
         return self.readout(self.classifier(self.features(x_seq)))
 
     def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
-        """``p[t] = softmax(v[t])`` (fp32), zeroed where ``t >= length`` unless ``mask_padding`` is off."""
-        p = self.membranes(x_seq).float().softmax(dim=-1)
-        if self.mask_padding:
-            p = p * valid_steps(frame_lengths(x_seq), x_seq.shape[0])[..., None]
-        return p
-
-
-def frame_lengths(x_seq: torch.Tensor) -> torch.Tensor:
-    """Lengths of end-padded SHD frame sequences ``[T, N, C]``: 1 + the last step holding a spike (the last frame
-    of every sample holds its last spike, so the trailing all-zero steps are exactly the padding; with an
-    ``n_bins`` that does not divide 700 a last spike on a dropped channel can shorten this by empty steps)."""
-    active = x_seq.flatten(2).ne(0).any(-1)  # [T, N]
-    steps = torch.arange(1, x_seq.shape[0] + 1, device=x_seq.device)[:, None]
-    return (active * steps).amax(0)
+        """``p[t] = softmax(v[t])`` (fp32)."""
+        return self.membranes(x_seq).float().softmax(dim=-1)
 
 
 def valid_steps(lengths: torch.Tensor, T: int) -> torch.Tensor:
@@ -119,8 +131,12 @@ def valid_steps(lengths: torch.Tensor, T: int) -> torch.Tensor:
     return torch.arange(T, device=lengths.device)[:, None] < lengths[None, :]
 
 
-def decode(p_seq: torch.Tensor) -> torch.Tensor:
-    """``m = sum_t p[t]`` -> ``[N, classes]`` (the survey's time-summed softmax)."""
+def decode(p_seq: torch.Tensor, extras: dict | None = None, mask_padding: bool = True) -> torch.Tensor:
+    """``m = sum_{t < length} p[t]`` -> ``[N, classes]`` (the survey's time-summed softmax); the sample lengths
+    come from the batch's ``extras["lengths"]``. ``mask_padding=False`` sums the padded steps too, as the survey
+    did."""
+    if mask_padding and extras and "lengths" in extras:
+        p_seq = p_seq * valid_steps(extras["lengths"], p_seq.shape[0])[..., None]
     return p_seq.sum(0)
 
 
@@ -131,7 +147,7 @@ def sum_softmax_loss(m: torch.Tensor, y: torch.Tensor, label_smoothing: float = 
 
 def needs_fixed_T(model: nn.Module) -> bool:
     """True when a module has parameters tied to the sequence length (class attribute ``needs_fixed_T = True``,
-    e.g. PSN, TEBN, OSR, BlockALIF): such models must see every batch padded to the same ``T``."""
+    e.g. PSN, TEBN): such modules must see every batch padded to the same ``T``."""
     return any(getattr(m, "needs_fixed_T", False) for m in model.modules())
 
 

@@ -16,16 +16,20 @@ import torch
 from common import cli, engine, methods, sop
 from common.errors import UsageError
 from common.neuron import NeuronConfig
+from common.task import Task
 from shd import data
 from shd import model as shd_model
+
+SURVEY_T = 126  # the longest SHD sample at 10 ms frames; the survey's AutoPadding length
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = cli.base_parser(
-        "Train the survey's SHD SNN (140-256-256-20). -T fixes the padded length (default: the longest sample, "
-        "used only for neurons/norms with T-dependent parameters).",
-        epochs=150, batch_size=256, opt="adam", lr=1e-3, wd=1e-5, label_smoothing=0.0, seed=0, T=None,
-        tau=1.005, decay_input=False, sg_alpha=5.0, data_dir="./data/SHD")
+        "Train the survey's SHD SNN (140-256-256-20). -T is the length that neurons/norms with per-step parameters "
+        "(TEBN, PSN) pad each batch to, as the survey's AutoPadding(126); the other layers run on the batch's "
+        "own length.",
+        epochs=150, batch_size=256, opt="adam", lr=1e-3, wd=1e-5, label_smoothing=0.0, seed=0, T=SURVEY_T,
+        tau=1.005, decay_input=False, sg_alpha=5.0, data_dir="./data/SHD", task="shd")
     g = p.add_argument_group("SHD")
     g.add_argument("--dt-ms", type=float, default=10.0, help="frame duration (ms)")
     g.add_argument("--n-bins", type=int, default=5, help="sum groups of this many of the 700 channels")
@@ -50,27 +54,32 @@ def one_cycle(optimizer, args, steps_per_epoch: int):
     return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.max_lr, total_steps=args.epochs), "epoch"
 
 
-def build_task(args) -> engine.Task:
-    if methods.get(args.method).model_kind != "snn":
+def build_model(args, in_features: int, kind: str = "snn") -> shd_model.SHDNet:
+    if kind != "snn":
         raise UsageError(f"--method {args.method} trains a non-spiking variant, which SHD does not have")
+    return shd_model.SHDNet(NeuronConfig.from_args(args), args.norm, args.T, in_features=in_features,
+                            hidden=args.hidden, dropout=args.dropout, readout_tau=args.tau)
+
+
+def load_data(args):
+    """``(train_set, test_set)``; a sample longer than ``-T`` is refused before training."""
     cache = None if args.no_cache else (args.cache_dir or Path(args.data_dir) / "cache")
     train_set, test_set = (data.load_split(args.data_dir, s, args.dt_ms, args.n_bins, cache) for s in data.SPLITS)
     longest = max(train_set.max_len, test_set.max_len)
-    if args.T is not None and args.T < longest:
+    if args.T < longest:
         raise UsageError(f"-T {args.T} is shorter than the longest sample ({longest} frames)")
-    T = args.T or longest
-    model = shd_model.SHDNet(NeuronConfig.from_args(args), args.norm, T, in_features=train_set.channels,
-                             hidden=args.hidden, dropout=args.dropout, readout_tau=args.tau,
-                             mask_padding=args.mask_padding)
-    pad_to = T if args.T is not None or shd_model.needs_fixed_T(model) else None
-    collate = partial(data.pad_collate_xy, pad_to=pad_to)
-    parts = [f"dt{args.dt_ms:g}", f"nb{args.n_bins}"] + ([f"T{pad_to}"] if pad_to else [])
+    return train_set, test_set
+
+
+def build_task(args) -> Task:
+    parts = [f"dt{args.dt_ms:g}", f"nb{args.n_bins}"] + ([] if args.T == SURVEY_T else [f"T{args.T}"])
     parts += (["surveyparams"] if args.survey_param_groups else []) + ([] if args.mask_padding else ["nomask"])
-    return engine.Task(
-        name="shd", model=model, train_set=train_set, test_set=test_set,
+    return Task(
+        name="shd", build_model=partial(build_model, args, data.N_UNITS // args.n_bins),
+        build_data=partial(load_data, args), model_kind=methods.get(args.method).model_kind,
         train_loss=partial(shd_model.sum_softmax_loss, label_smoothing=args.label_smoothing),
-        test_loss=shd_model.sum_softmax_loss, decode=shd_model.decode,
-        train_collate=collate, test_collate=collate, drop_last=False,
+        test_loss=shd_model.sum_softmax_loss, decode=partial(shd_model.decode, mask_padding=args.mask_padding),
+        train_collate=data.pad_collate_batch, test_collate=data.pad_collate_batch, drop_last=False,
         param_groups=partial(shd_model.param_groups, weight_decay=args.wd, survey_quirk=args.survey_param_groups),
         make_scheduler=one_cycle if args.one_cycle else None, name_parts=tuple(parts))
 

@@ -3,7 +3,8 @@
 For every (mode, N, T) of the grid and every implementation of ``speed/impls.py`` (discovered at run time; missing
 ones are listed as skipped): check that LIF implementations fire exactly like the loop LIF, then time ``run()``
 (``common.timing``: warm-up, repeated calls, median / IQR in ms) and measure its peak memory (MiB). Outputs in
-``--out`` (default ``speed/results/<device>``): ``bench.csv`` (one row per impl, mode, T, N), ``bench.md``
+``--out`` (default: a new folder ``runs/bench/<device>-<date>-<time>``, so the committed ``speed/results`` change only
+when ``--out`` names them): ``bench.csv`` (one row per impl, mode, T, N), ``bench.md``
 (speed-ups over the loop LIF and over SpikingJelly, LIF bandwidth floor, the survey's GPU numbers beside ours) and
 ``time_vs_T_<mode>.png``.
 
@@ -46,7 +47,7 @@ def int_list(text: str) -> list[int]:
     return [int(v) for v in text.split(",") if v]
 
 
-def parse_args(argv=None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--impl", default="all",
@@ -71,9 +72,16 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "(after --min-repeats calls); 0 = never")
     p.add_argument("--min-repeats", type=int, default=5, help="timed calls always made (unless --repeats is less)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=Path, default=None, help="output folder (default speed/results/<device>)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="output folder (default: a new runs/bench/<device>-<date>-<time>; the committed results "
+                        "are speed/results/<device>)")
     p.add_argument("--no-plots", action="store_true")
     p.add_argument("--no-malloc-tuning", action="store_true", help="keep glibc's default malloc on CPU")
+    return p
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = build_parser()
     args = p.parse_args(argv)
     if args.N is None:
         args.N = [512, 8192, 65536, 131072] if args.device == "cpu" else [512, 8192, 65536, 131072, 1048576]
@@ -81,8 +89,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     args.mode = [m for m in args.mode.split(",") if m]
     if set(args.mode) - {"train", "infer"}:
         p.error(f"--mode must be train and/or infer, got {args.mode}")
-    args.out = args.out or Path(__file__).resolve().parent / "results" / args.device
+    args.out = args.out or default_out(args.device)
     return args
+
+
+def default_out(device: str, root: Path = Path("runs") / "bench") -> Path:
+    """A folder under ``root`` that does not exist yet: ``<device>-<YYYYmmdd-HHMMSS>[-k]``."""
+    stem = f"{device}-{time.strftime('%Y%m%d-%H%M%S')}"
+    path, k = root / stem, 1
+    while path.exists():
+        k += 1
+        path = root / f"{stem}-{k}"
+    return path
 
 
 def malloc_tuned() -> bool:

@@ -143,17 +143,17 @@ def build_psn(x: torch.Tensor, train: bool) -> Case:
 
 def build_backend(backend: str, x: torch.Tensor, train: bool) -> Case:
     from common import kernels
+    from common.errors import UsageError
     from common.neuron import LIFNode
 
-    if backend != "auto":
-        if backend not in kernels.BACKENDS:
-            raise Unavailable(f"backend '{backend}' is not registered (have: {', '.join(kernels.BACKENDS.names())})")
-        if not kernels.available(backend, x.device):
-            raise Unavailable(f"backend '{backend}' is not available on {x.device.type}")
+    try:
+        resolved = kernels.resolve("lif", backend, x.device, x.dtype, _atan())
+    except UsageError as err:
+        raise Unavailable(str(err)) from None
     node = LIFNode(tau=2.0, decay_input=True, v_threshold=V_TH, v_reset=0.0, detach_reset=False,
                    surrogate=_atan(), backend=backend)
     xs = _leaf(x, train)
-    note = f"auto -> {kernels.resolve_backend('auto', x.device)}" if backend == "auto" else ""
+    note = f"auto -> {resolved}" if backend == "auto" else ""
     return Case(_train_or_infer(lambda: node(xs), train, [xs], node.reset), _spikes_of(node, x), note)
 
 
@@ -170,6 +170,7 @@ def _spikes_of(node, x: torch.Tensor):
 
 def build_neuron(kind: str, latency: int | None, x: torch.Tensor, train: bool) -> Case:
     from common.neuron import NEURONS, NeuronConfig
+    from common.neuron import build_neuron as build_registered
 
     if kind not in NEURONS:
         raise Unavailable(f"neuron '{kind}' is not registered (have: {', '.join(NEURONS.names())})")
@@ -179,7 +180,7 @@ def build_neuron(kind: str, latency: int | None, x: torch.Tensor, train: bool) -
                        backend="auto", T=T, extra=extra)
     per_neuron = latency is not None  # ALIF/BlockALIF: batch 1, N neurons with their own parameters
     shape, features = ((T, 1, N), (N,)) if per_neuron else ((T, N), ())
-    node = NEURONS.get(kind)(cfg, features).to(x.device)
+    node = build_registered(cfg, features).to(x.device)
     xs = _leaf(x.reshape(shape), train)
     leaves = [xs, *node.parameters()] if train else [xs]
     reset = getattr(node, "reset", lambda: None)
@@ -278,7 +279,6 @@ def expand(names: list[str], latencies: list[int]) -> list[str]:
         elif name == "backends":
             out += [b for b in ("torch", "fused") if b in kernels.BACKENDS]
             out += [b for b in kernels.BACKENDS.names() if b not in ("torch", "fused")]
-            out += [] if "cupy" in kernels.BACKENDS else ["cupy"]
         elif name in ("alif", "blockalif"):
             out += [f"{name}-L{lat}" for lat in latencies]
         else:

@@ -1,21 +1,20 @@
 """Training / test throughput (samples/s) and peak memory of the cf10 / scf10 networks per method (survey §6.3).
 
 For every method column of the survey's table the task's own parser builds the run's flags (``--neuron``,
-``--norm``, ``--method`` ... as listed in :data:`METHODS`), the task's own ``build_task`` builds the model (its
-dataset loader is replaced by nothing: the batches are synthetic ``torch.rand`` images with random labels, so
-no data is needed and loading time is excluded, unlike the survey's per-epoch prints), and one step runs exactly
-as in the engine: ``reset_net; zero_grad; method.train_step; optimizer step; reset_net`` (train) and
-``model.eval(); no_grad; method.eval_step`` (test). Distillation gets a randomly initialised ANN teacher.
-Times come from ``common.timing`` (median of repeated steps); ``samples/s = batch / median step time``; peak memory
-is that of one training step (``common.timing.peak_memory_mb``: RSS high-water on CPU, allocator peak on CUDA;
-the survey's "GPU memory" is nvidia-smi's whole-process figure and not directly comparable).
+``--norm``, ``--method`` ... as listed in :data:`METHODS`), the task's own ``build_task`` builds the model (no dataset
+is loaded: the batches are synthetic ``torch.rand`` images with random labels, so loading time is excluded, unlike
+the survey's per-epoch prints), and one training step is the engine's own ``common.engine.train_step`` (gradient
+clipping, accumulation and EMA as the flags say); a test step is ``model.eval(); no_grad; method.eval_step``.
+Distillation gets a randomly initialised ANN teacher. Times come from ``common.timing`` (median of repeated steps);
+``samples/s = batch / median step time``; peak memory is that of one training step
+(``common.timing.peak_memory_mb``: RSS high-water on CPU, allocator peak on CUDA; the survey's "GPU memory" is
+nvidia-smi's whole-process figure and not directly comparable).
 
     python speed/throughput.py --device cpu                  # small CPU defaults: C = 32, batch 16, T = 4
     python speed/throughput.py --device cuda --channels 128 -b 128 --amp
 
 Writes ``throughput.csv`` and ``throughput.md`` (ours beside the survey's GPU numbers) into ``--out``.
-A task whose ``<task>/train.py`` does not exist yet is skipped, and a method that cannot be built is listed with
-the reason.
+A method that cannot be built is listed with the reason.
 """
 from __future__ import annotations
 
@@ -27,10 +26,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from unittest import mock
 
 import torch
 
+from common import checkpoint, cli, engine, methods
+from common.batch import Batch
+from common.distributed import DistInfo
+from common.state import reset_net
 from common.timing import peak_memory_mb, time_call
 from speed.survey_numbers import THROUGHPUT
 
@@ -56,68 +58,39 @@ COLUMNS = ["task", "method", "train_samples_per_s", "test_samples_per_s", "peak_
            "status", "flags"]
 
 
-class Skip(Exception):
-    pass
-
-
-def load_task(task: str):
-    """The task's ``train`` module, or :class:`Skip` when it does not exist yet."""
-    if not (Path(__file__).resolve().parents[1] / task / "train.py").exists():
-        raise Skip(f"{task}/train.py does not exist yet")
-    return importlib.import_module(f"{task}.train")
-
-
-def no_datasets(args):
-    return None, None
-
-
 def make_teacher(train_mod, args, folder: Path) -> Path:
     """A randomly initialised ANN teacher checkpoint (distillation speed does not depend on its weights)."""
-    with mock.patch("common.cifar10.datasets_from_args", no_datasets):
-        ann = train_mod.build_task(args).build_model("ann")
+    ann = train_mod.build_task(args).build_model("ann")
     path = folder / "teacher.pt"
-    torch.save({"model": ann.state_dict()}, path)
+    checkpoint.save_atomic({"model": ann.state_dict()}, path)
     return path
 
 
 def build_step(train_mod, flags: list[str], common_flags: list[str], folder: Path):
-    """``(train_step, test_step, batch)`` closures for one method, built exactly as the engine does."""
-    from common import cli, engine, methods
-    from common.methods.base import StepContext
-    from common.neuron import reset_net
-
+    """``(train_step, test_step, batch)`` closures for one method: the task's model (no dataset is loaded) and the
+    engine's own :func:`common.engine.train_step` / ``method.eval_step`` on one synthetic batch."""
     argv = [*common_flags, *flags]
     args = cli.parse(train_mod.build_parser(), argv)
     if args.method.startswith("distill"):
         args = cli.parse(train_mod.build_parser(), [*argv, "--teacher", str(make_teacher(train_mod, args, folder))])
     device = torch.device(args.device)
-    with mock.patch("common.cifar10.datasets_from_args", no_datasets):
-        task = train_mod.build_task(args)
-    method = methods.get(args.method)(args, task)
-    model = task.model.to(device)
-    optimizer = engine.OPTIMIZERS.get(args.opt)(model.parameters(), args)
-    scaler = torch.amp.GradScaler(device.type, enabled=args.amp and device.type == "cuda")
-    ctx = StepContext(device, args.amp, scaler, model)
-    method.setup(ctx)
+    task = train_mod.build_task(args)
+    env = engine.Env(device, DistInfo())
+    state = engine.build_state(args, task, env, methods.get(args.method)(args, task), steps_per_epoch=1)
     gen = torch.Generator().manual_seed(0)
-    x = torch.rand(args.batch_size, 3, 32, 32, generator=gen).to(device)
-    target = torch.randint(0, 10, (args.batch_size,), generator=gen).to(device)
+    batch = Batch(torch.rand(args.batch_size, 3, 32, 32, generator=gen),
+                  torch.randint(0, 10, (args.batch_size,), generator=gen), {}).to(device)
 
     def train_step():
-        model.train()
-        reset_net(model)
-        optimizer.zero_grad(set_to_none=True)
-        method.train_step(model, x, target, ctx)
-        scaler.step(optimizer)
-        scaler.update()
-        reset_net(model)
+        state.ddp.train()
+        engine.train_step(state, batch)
 
     @torch.no_grad()
     def test_step():
-        model.eval()
-        reset_net(model)
-        method.eval_step(model, x, target, ctx)
-        reset_net(model)
+        state.ddp.eval()
+        reset_net(state.ddp)
+        state.method.eval_step(state.ddp, batch, state.ctx)
+        reset_net(state.ddp)
 
     return train_step, test_step, args.batch_size
 
@@ -160,7 +133,7 @@ def markdown(rows, meta: dict) -> str:
     return "\n".join(out + (["", "## Not measured", ""] + skipped if skipped else [])) + "\n"
 
 
-def parse_args(argv=None):
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="cpu")
     p.add_argument("--tasks", default="cf10,scf10")
@@ -173,7 +146,15 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=1,
                    help="CPU threads; 0 = torch's default (default 1, as in speed/bench.py)")
     p.add_argument("--out", type=Path, default=None, help="default speed/results/<device>")
-    args = p.parse_args(argv)
+    return p
+
+
+def parse_args(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    unknown = [t for t in args.tasks.split(",") if t and t not in METHODS]
+    if unknown:
+        parser.error(f"--tasks: unknown task(s) {', '.join(unknown)}; valid: {', '.join(METHODS)}")
     args.out = args.out or Path(__file__).resolve().parent / "results" / torch.device(args.device).type
     return args
 
@@ -188,12 +169,7 @@ def main(argv=None) -> list[dict]:
                     *(["-T", str(args.T)] if args.T else []), *(["--amp"] if args.amp else [])]
     rows = []
     for task in [t for t in args.tasks.split(",") if t]:
-        try:
-            train_mod = load_task(task)
-        except Skip as reason:
-            print(f"skip {task}: {reason}")
-            rows.append({**dict.fromkeys(COLUMNS), "task": task, "method": "*", "status": f"skipped: {reason}"})
-            continue
+        train_mod = importlib.import_module(f"{task}.train")
         wanted = args.methods.split(",") if args.methods else list(METHODS[task])
         for name in wanted:
             row = measure(task, name, METHODS[task][name], common_flags, args, train_mod)

@@ -1,4 +1,5 @@
-"""CLIF backends: ``torch`` (autograd loop, the reference), ``fused`` (torch ops, one autograd node) and ``cupy``.
+"""CLIF kernels (kind ``clif``): ``torch`` (autograd loop, the reference), ``fused`` (torch ops, one autograd
+node) and ``cupy``; registered in :mod:`common.kernels`.
 
 Recurrence (``gamma = 1 - 1/tau``, ``leak = 1 - gamma``; nothing detached)::
 
@@ -22,10 +23,7 @@ from dataclasses import dataclass
 import torch
 
 from common.kernels import cupy_codegen as cg
-from common.kernels import cupy_ops, resolve_backend
-from common.registry import Registry
-
-CLIF_BACKENDS = Registry("clif backend")
+from common.kernels import cupy_ops
 
 
 @dataclass(frozen=True)
@@ -43,13 +41,6 @@ class ClifParams:
         return 1.0 - self.gamma
 
 
-def clif_multistep(backend: str, x_seq, u_init, m_init, p: ClifParams, surrogate):
-    """``(spike_seq, u_last, m_last)`` of CLIF over ``x_seq [T, ...]`` with ``backend`` (``auto``: cupy > fused)."""
-    name = resolve_backend(backend, x_seq.device, CLIF_BACKENDS)
-    return CLIF_BACKENDS.get(name)(x_seq, u_init, m_init, p, surrogate)
-
-
-@CLIF_BACKENDS.register("torch")
 def clif_torch(x_seq, u_init, m_init, p: ClifParams, surrogate):
     """Autograd through every step (reference)."""
     u, m, spikes = u_init, m_init, []
@@ -155,20 +146,12 @@ def _run(x_seq, u_init, m_init, p: ClifParams, surrogate, variant):
     return spike_seq, u_last, m_last
 
 
-@CLIF_BACKENDS.register("fused")
 def clif_fused(x_seq, u_init, m_init, p: ClifParams, surrogate):
     """Forward without a graph, closed-form BPTT backward in torch ops (any device); saves only ``h_seq``."""
     return _run(x_seq, u_init, m_init, p, surrogate, None)
 
 
-@CLIF_BACKENDS.register("cupy")
 def clif_cupy(x_seq, u_init, m_init, p: ClifParams, surrogate):
     """Generated CUDA kernels (one thread per neuron); saves only ``h_seq``."""
-    cupy_ops.require(x_seq.device)
-    if not cupy_ops.has_cuda_expr(surrogate):
-        return clif_fused(x_seq, u_init, m_init, p, surrogate)
     variant = cg.Variant.make("clif", cupy_ops.variant_dtype(x_seq), surrogate, sigmoid_carry=p.sigmoid_carry)
     return _run(x_seq, u_init, m_init, p, surrogate, variant)
-
-
-clif_cupy.is_available = cupy_ops.is_available

@@ -2,14 +2,16 @@
 
 Forward writes ``spike_seq``, ``h_seq`` and ``v_last`` and saves only ``h_seq``; backward recomputes the spikes from
 ``h_seq`` and runs the closed-form BPTT recurrence of :mod:`common.kernels.fused` (same equations, one pass over
-memory each way). Chunks of 512 neurons (all T steps each, vectorised) are spread over ``torch.get_num_threads()``
-OpenMP threads. One shared library per surrogate expression (``surrogate.cuda_expr``, float and double), cached in
-``$SNN_KERNEL_CACHE`` (default ``~/.cache/snn-sg-kernels``) under a hash of source + flags + compiler + the CPU that
-``-march=native`` resolves to, and loaded with ctypes (no torch headers, ~1 s per compile).
+memory each way; autograd Function shared with ``cupy`` in :mod:`common.kernels.compiled`). Chunks of 512 neurons
+(all T steps each, vectorised) are spread over ``torch.get_num_threads()`` OpenMP threads. One shared library per
+surrogate expression (``surrogate.cuda_expr``, float and double), cached in ``$SNN_KERNEL_CACHE`` (default
+``$XDG_CACHE_HOME/snn-sg-kernels`` or ``~/.cache/snn-sg-kernels``) under a hash of source + flags + compiler + the
+CPU that ``-march=native`` resolves to, and loaded with ctypes (no torch headers, ~1 s per compile). The cache
+folder is created ``0700``; a cached library is loaded only if the current user owns it and no one else can write
+to it (a shared library runs with the loader's rights).
 
-Compiler: ``$SNN_CXX``, else ``$CXX``, else ``g++``. Without a working compiler ``is_available`` is False (warned
-once) and ``auto`` picks ``fused``; a library that fails to compile is warned about once and ``fused`` runs instead.
-float32/float64 run compiled; other dtypes (bf16/fp16 on CPU) run ``fused``.
+Compiler: ``$SNN_CXX``, else ``$CXX``, else ``g++``. float32/float64 only; the dispatch
+(:mod:`common.kernels.backend`) decides what runs when there is no compiler or a build fails.
 """
 from __future__ import annotations
 
@@ -19,16 +21,16 @@ import hashlib
 import os
 import platform
 import shutil
+import stat
 import subprocess
 import tempfile
-import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from common.kernels import BACKENDS
 from common.kernels.cexpr import to_double
-from common.kernels.fused import fused_multistep
+from common.kernels.compiled import run_lif
 from common.kernels.params import ChargeParams
 
 SOURCE = Path(__file__).with_name("lif_cpu.cpp")
@@ -40,7 +42,6 @@ _FWD_ARGS = [_VOID] * 5 + [ctypes.c_int64] * 2 + [ctypes.c_double] * 5 + [ctypes
 _BWD_ARGS = [_VOID] * 5 + [ctypes.c_int64] * 3 + [ctypes.c_int] + [ctypes.c_double] * 4 + [ctypes.c_int]
 GRAIN = 1 << 16  # neuron-steps per thread: smaller calls use fewer threads (a parallel region costs ~10 us idle,
 #                   milliseconds when the cores are busy with other processes)
-_failed: dict[str, str] = {}  # reason why compiled kernels are unusable in this process (warned once)
 
 
 class CompileError(RuntimeError):
@@ -59,6 +60,11 @@ def compiler() -> str | None:
     return shutil.which(os.environ.get("SNN_CXX") or os.environ.get("CXX") or "g++")
 
 
+def unavailable_reason(device: torch.device) -> str | None:
+    """None when a C++ compiler is found, else the reason (the device type is checked by the dispatch)."""
+    return None if compiler() else "no C++ compiler found (install g++ or set SNN_CXX / CXX)"
+
+
 @functools.cache
 def _toolchain_id(cxx: str) -> str:
     """Compiler version + the target flags ``-march=native`` expands to (the CPU the code is tuned for)."""
@@ -75,19 +81,37 @@ def _source(sg_expr: str) -> str:
             + SOURCE.read_text())
 
 
-def _compile(source: str, cxx: str) -> Path:
-    """Return the cached shared library for ``source``, compiling it atomically if missing."""
+def private_dir(path: Path) -> Path:
+    """Create ``path`` with mode 0700 (tightened to 0700 if it exists); refuse a folder another user owns."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _check_owner(path, "kernel cache folder")
+    if path.stat().st_mode & 0o077:
+        path.chmod(0o700)
+    return path
+
+
+def _check_owner(path: Path, what: str) -> None:
+    """Refuse ``path`` unless the current user owns it and no one else can write to it."""
+    info = path.stat()
+    if info.st_uid != os.getuid() or (path.is_file() and info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)):
+        raise CompileError(f"{what} {path} is owned by another user or writable by others; "
+                           "set SNN_KERNEL_CACHE to a folder of your own")
+
+
+def _compile(source: str, cxx: str, stem: str = "lif_cpu") -> Path:
+    """Return the cached shared library ``{stem}_{hash}.so`` for ``source``, compiling it atomically if missing."""
     key = hashlib.sha256("\0".join([source, " ".join(FLAGS), _toolchain_id(cxx)]).encode()).hexdigest()[:20]
-    target = cache_dir() / f"lif_cpu_{key}.so"
+    target = private_dir(cache_dir()) / f"{stem}_{key}.so"
     if target.exists():
+        _check_owner(target, "cached kernel library")
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-        src, out = Path(tmp) / "lif_cpu.cpp", Path(tmp) / "lib.so"
+        src, out = Path(tmp) / f"{stem}.cpp", Path(tmp) / "lib.so"
         src.write_text(source)
         run = subprocess.run([cxx, str(src), "-o", str(out), *FLAGS], capture_output=True, text=True)
         if run.returncode != 0:
             raise CompileError(f"{cxx} failed ({run.returncode}): {run.stderr.strip()[-2000:]}")
+        out.chmod(0o700)
         os.replace(out, target)  # atomic: concurrent processes never load a half-written library
     return target
 
@@ -97,11 +121,12 @@ def _names(prefix: str, modes: tuple[str, str]) -> list[str]:
 
 
 @functools.cache
-def _library(sg_expr: str) -> dict[str, ctypes._CFuncPtr]:
-    """Exported kernels of the library for surrogate expression ``sg_expr``, by symbol name, with ctypes signatures."""
+def library(sg_expr: str) -> dict[str, ctypes._CFuncPtr]:
+    """Exported kernels of the library for surrogate expression ``sg_expr``, by symbol name, with ctypes signatures
+    (built and loaded on first use; raises :class:`CompileError` / ``OSError`` when that fails)."""
     cxx = compiler()
     if cxx is None:
-        raise CompileError("no C++ compiler found (install g++ or set SNN_CXX / CXX)")
+        raise CompileError(unavailable_reason(torch.device("cpu")))
     lib = ctypes.CDLL(str(_compile(_source(sg_expr), cxx)))
     kernels = {}
     for names, argtypes in ((_names("snn_fwd", ("h", "noh")), _FWD_ARGS),
@@ -113,21 +138,6 @@ def _library(sg_expr: str) -> dict[str, ctypes._CFuncPtr]:
     return kernels
 
 
-def _disable(reason: str) -> None:
-    if not _failed:
-        warnings.warn(f"backend 'cpp' unavailable, using 'fused' instead: {reason}", RuntimeWarning, stacklevel=3)
-    _failed.setdefault("reason", reason)
-
-
-def is_available(device: torch.device) -> bool:
-    """CPU device and a C++ compiler that has not failed in this process."""
-    if torch.device(device).type != "cpu":
-        return False
-    if not _failed and compiler() is None:
-        _disable("no C++ compiler found (install g++ or set SNN_CXX / CXX)")
-    return not _failed
-
-
 def _ptr(t: torch.Tensor | None):
     return None if t is None else t.data_ptr()
 
@@ -136,69 +146,29 @@ def _threads(numel: int) -> int:
     return max(1, min(torch.get_num_threads(), numel // GRAIN))
 
 
-def _forward(lib, x_seq, v_init, p: ChargeParams, store_h: bool):
-    spike = torch.empty_like(x_seq)
-    h_seq = torch.empty_like(x_seq) if store_h else None
-    v_last = torch.empty_like(v_init)
-    name = f"snn_fwd_{DTYPES[x_seq.dtype]}_{'soft' if p.v_reset is None else 'hard'}_{'h' if store_h else 'noh'}"
-    lib[name](
-        _ptr(x_seq), _ptr(v_init), _ptr(spike), _ptr(h_seq), _ptr(v_last), x_seq.shape[0], v_init.numel(),
-        p.k_v, p.k_x, p.c, p.v_threshold, p.v_reset or 0.0, _threads(x_seq.numel()))
-    return spike, h_seq, v_last
+@dataclass(frozen=True)
+class CppKernels:
+    """The forward / backward pair of one compiled library (:class:`~common.kernels.compiled.LIFKernels`)."""
 
+    lib: dict
 
-class CppMultiStep(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x_seq, v_init, p: ChargeParams, lib):
-        spike, h_seq, v_last = _forward(lib, x_seq, v_init, p, store_h=True)
-        ctx.set_materialize_grads(False)  # an unused output's gradient arrives as None, not as a zero-filled tensor
-        ctx.save_for_backward(h_seq)
-        ctx.p, ctx.lib = p, lib
-        return spike, v_last
+    def forward(self, x_seq, v_init, p: ChargeParams, spike_seq, h_seq, v_last) -> None:
+        store = "h" if h_seq is not None else "noh"
+        name = f"snn_fwd_{DTYPES[x_seq.dtype]}_{'soft' if p.v_reset is None else 'hard'}_{store}"
+        self.lib[name](
+            _ptr(x_seq), _ptr(v_init), _ptr(spike_seq), _ptr(h_seq), _ptr(v_last), x_seq.shape[0], v_init.numel(),
+            p.k_v, p.k_x, p.c, p.v_threshold, p.v_reset or 0.0, _threads(x_seq.numel()))
 
-    @staticmethod
-    def backward(ctx, grad_spike, grad_v_last):
-        (h_seq,) = ctx.saved_tensors
-        p = ctx.p
-        grad_spike = h_seq.new_zeros(()).expand_as(h_seq) if grad_spike is None else grad_spike
-        # one value per step for all neurons (the gradient of a sum) is read in place, not materialised
-        broadcast = all(stride == 0 for stride in grad_spike.stride()[1:])
-        if not broadcast:
-            grad_spike = grad_spike.contiguous()
-        grad_v_last = None if grad_v_last is None else grad_v_last.contiguous()  # None: zero (kernel reads nothing)
-        grad_x = torch.empty_like(h_seq)
-        grad_v_init = torch.empty_like(h_seq[0]) if ctx.needs_input_grad[1] else None
+    def backward(self, grad_spike_seq, broadcast: bool, grad_v_last, h_seq, grad_x_seq, grad_v_init,
+                 p: ChargeParams) -> None:
         name = (f"snn_bwd_{DTYPES[h_seq.dtype]}_{'soft' if p.v_reset is None else 'hard'}_"
                 f"{'detach' if p.detach_reset else 'keep'}")
-        ctx.lib[name](
-            _ptr(grad_spike), _ptr(grad_v_last), _ptr(h_seq), _ptr(grad_x), _ptr(grad_v_init), h_seq.shape[0],
-            h_seq[0].numel(), grad_spike.stride(0), int(broadcast), p.k_v, p.k_x, p.v_threshold, p.v_reset or 0.0,
-            _threads(h_seq.numel()))
-        return grad_x, grad_v_init, None, None
+        self.lib[name](
+            _ptr(grad_spike_seq), _ptr(grad_v_last), _ptr(h_seq), _ptr(grad_x_seq), _ptr(grad_v_init),
+            h_seq.shape[0], h_seq[0].numel(), grad_spike_seq.stride(0), int(broadcast), p.k_v, p.k_x,
+            p.v_threshold, p.v_reset or 0.0, _threads(h_seq.numel()))
 
 
-@BACKENDS.register("cpp")
 def cpp_multistep(x_seq: torch.Tensor, v_init: torch.Tensor, p: ChargeParams, surrogate):
-    """Compiled OpenMP forward/backward; saves only ``h_seq``. Runs ``fused`` instead for other dtypes, surrogates
-    without ``cuda_expr``, and (warned once) when no library can be built."""
-    if x_seq.device.type != "cpu":
-        raise ValueError(f"backend 'cpp' runs on CPU tensors, got {x_seq.device}; use 'cupy' or 'fused' on GPU")
-    try:
-        sg_expr = surrogate.cuda_expr("x")
-    except NotImplementedError:
-        sg_expr = None
-    if x_seq.dtype not in DTYPES or _failed or sg_expr is None:
-        return fused_multistep(x_seq, v_init, p, surrogate)
-    try:
-        lib = _library(sg_expr)
-    except (CompileError, OSError, subprocess.SubprocessError) as err:
-        _disable(str(err))
-        return fused_multistep(x_seq, v_init, p, surrogate)
-    x_seq, v_init = x_seq.contiguous(), v_init.to(x_seq.dtype).contiguous()
-    if torch.is_grad_enabled() and (x_seq.requires_grad or v_init.requires_grad):
-        return CppMultiStep.apply(x_seq, v_init, p, lib)
-    spike, _, v_last = _forward(lib, x_seq, v_init, p, store_h=False)
-    return spike, v_last
-
-
-cpp_multistep.is_available = is_available
+    """Compiled OpenMP forward/backward on float32/float64 CPU tensors; saves only ``h_seq``."""
+    return run_lif(CppKernels(library(surrogate.cuda_expr("x"))), x_seq, v_init, p)

@@ -7,7 +7,8 @@ kernels written as strings, with the surrogate's ``cuda_expr`` inlined:
   scalars ``k_v, k_x, c``): forward ``h = k_v v + k_x x + c``, ``s = h >= v_th``, hard/soft reset; writes spikes,
   ``h_seq`` (skipped when null: inference) and ``v_last``. Backward recomputes ``s`` and ``g'(h - v_th)`` from
   ``h_seq`` and runs the BPTT recurrence of :mod:`common.kernels.fused` (null ``grad_v_last``: zero; null
-  ``grad_v_init``: not written).
+  ``grad_v_init``: not written); ``grad_spike[t, i]`` is read at ``t * gs_t + i * gs_n`` (``gs_n = 0``: one value
+  per step for all neurons, e.g. the gradient of a sum, read in place).
 * ``clif``: forward ``h = gamma u + x``, ``m = m sigmoid(leak h) + s``, ``u = h - s (v_th + sigmoid(m))``; backward
   first recomputes ``m[t]`` from ``h_seq`` into the ``grad_x`` buffer (so only ``h_seq`` is saved), then runs BPTT
   through ``u`` and ``m`` (nothing detached) overwriting it with ``grad_x``.
@@ -199,7 +200,7 @@ def _lif(v: Variant) -> list[Kernel]:
         const $C sg = $SG;
         const $C s = over >= $ZERO ? $ONE : $ZERO;
         const $C dv_dh = {dv_dh};
-        const $C grad_h = LD(grad_spike_seq[k]) * sg + grad_v * dv_dh;
+        const $C grad_h = LD(grad_spike_seq[t * gs_t + i * gs_n]) * sg + grad_v * dv_dh;
         grad_x_seq[k] = ST(grad_h * k_x);
         grad_v = grad_h * k_v;
     }}
@@ -208,7 +209,8 @@ def _lif(v: Variant) -> list[Kernel]:
     return [_kernel(f"snn_fwd_{v.tag}", _params("x_seq v_init spike_seq h_seq v_last", "k_v k_x c v_th v_reset"),
                     fwd, v),
             _kernel(f"snn_bwd_{v.tag}",
-                    _params("grad_spike_seq grad_v_last h_seq grad_x_seq grad_v_init", "k_v k_x v_th v_reset"), bwd, v)]
+                    _params("grad_spike_seq grad_v_last h_seq grad_x_seq grad_v_init", "k_v k_x v_th v_reset",
+                             "steps n gs_t gs_n"), bwd, v)]
 
 
 def _clif(v: Variant) -> list[Kernel]:

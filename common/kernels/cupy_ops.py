@@ -2,21 +2,21 @@
 
 Kernels are compiled with NVRTC through ``cupy.RawModule`` once per (variant, compile options, device) and launched on
 torch's current CUDA stream with raw ``data_ptr()`` arguments (no copies, no CuPy arrays). ``cupy`` saves only
-``h_seq`` for backward. ``is_available(device)`` needs a CUDA tensor device, an importable CuPy and a kernel that
-compiles; asking for ``cupy`` otherwise raises one ``RuntimeError`` line naming what is missing and the
+``h_seq`` for backward (autograd Function shared with ``cpp``: :mod:`common.kernels.compiled`).
+:func:`unavailable_reason` says in one line what is missing (a CUDA device, CuPy, a kernel that compiles), with the
 ``pip install cupy-cudaNNx`` matching ``torch.version.cuda``.
 """
 from __future__ import annotations
 
 import functools
 import importlib.util
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from common.kernels import BACKENDS
 from common.kernels import cupy_codegen as cg
-from common.kernels.fused import fused_multistep
+from common.kernels.compiled import run_lif
 from common.kernels.params import ChargeParams
 
 TORCH_DTYPES = {torch.float32: "float32", torch.float64: "float64", torch.float16: "float16",
@@ -67,16 +67,6 @@ def unavailable_reason(device: torch.device | str) -> str | None:
     return None if reason is None else " ".join(reason.split())
 
 
-def is_available(device: torch.device | str) -> bool:
-    return unavailable_reason(device) is None
-
-
-def require(device: torch.device) -> None:
-    reason = unavailable_reason(device)
-    if reason is not None:
-        raise RuntimeError(f"backend 'cupy' is unavailable: {reason}")
-
-
 @functools.cache
 def _functions(variant: cg.Variant, options: tuple[str, ...], device_index: int) -> dict:
     import cupy
@@ -115,67 +105,31 @@ def launch(variant: cg.Variant, role: str, device: torch.device, **args) -> None
         fn(((n + threads - 1) // threads,), (threads,), values)
 
 
-def has_cuda_expr(surrogate) -> bool:
-    """Surrogates without ``cuda_expr`` (user-defined ones) cannot be inlined: the callers run ``fused`` instead."""
-    try:
-        surrogate.cuda_expr("x")
-    except NotImplementedError:
-        return False
-    return True
-
-
 def variant_dtype(x: torch.Tensor) -> str:
-    if x.dtype not in TORCH_DTYPES:
-        raise TypeError(f"backend 'cupy' supports {', '.join(map(str, TORCH_DTYPES))}, got {x.dtype}")
     return TORCH_DTYPES[x.dtype]
 
 
-def _lif_forward(variant, x_seq, v_init, p: ChargeParams, store_h: bool):
-    spike_seq = torch.empty_like(x_seq)
-    h_seq = torch.empty_like(x_seq) if store_h else None
-    v_last = torch.empty_like(v_init)
-    launch(variant, "fwd", x_seq.device, x_seq=x_seq, v_init=v_init, spike_seq=spike_seq,
-           h_seq=h_seq, v_last=v_last, k_v=p.k_v, k_x=p.k_x, c=p.c, v_th=p.v_threshold, v_reset=p.v_reset or 0.0,
-           steps=x_seq.shape[0], n=v_init.numel())
-    return spike_seq, h_seq, v_last
+@dataclass(frozen=True)
+class CupyKernels:
+    """The forward / backward pair of one IF/LIF variant (:class:`~common.kernels.compiled.LIFKernels`)."""
+
+    variant: cg.Variant
+
+    def forward(self, x_seq, v_init, p: ChargeParams, spike_seq, h_seq, v_last) -> None:
+        launch(self.variant, "fwd", x_seq.device, x_seq=x_seq, v_init=v_init, spike_seq=spike_seq, h_seq=h_seq,
+               v_last=v_last, k_v=p.k_v, k_x=p.k_x, c=p.c, v_th=p.v_threshold, v_reset=p.v_reset or 0.0,
+               steps=x_seq.shape[0], n=v_init.numel())
+
+    def backward(self, grad_spike_seq, broadcast: bool, grad_v_last, h_seq, grad_x_seq, grad_v_init,
+                 p: ChargeParams) -> None:
+        launch(self.variant, "bwd", h_seq.device, grad_spike_seq=grad_spike_seq, grad_v_last=grad_v_last,
+               h_seq=h_seq, grad_x_seq=grad_x_seq, grad_v_init=grad_v_init, k_v=p.k_v, k_x=p.k_x,
+               v_th=p.v_threshold, v_reset=p.v_reset or 0.0, steps=h_seq.shape[0], n=h_seq[0].numel(),
+               gs_t=grad_spike_seq.stride(0), gs_n=0 if broadcast else 1)
 
 
-class CupyMultiStep(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x_seq, v_init, p: ChargeParams, variant: cg.Variant):
-        spike_seq, h_seq, v_last = _lif_forward(variant, x_seq, v_init, p, store_h=True)
-        ctx.set_materialize_grads(False)  # an unused output's gradient arrives as None, not as a zero-filled tensor
-        ctx.save_for_backward(h_seq)
-        ctx.p, ctx.variant = p, variant
-        return spike_seq, v_last
-
-    @staticmethod
-    def backward(ctx, grad_spike_seq, grad_v_last):
-        (h_seq,) = ctx.saved_tensors
-        p = ctx.p
-        grad_spike_seq = torch.zeros_like(h_seq) if grad_spike_seq is None else grad_spike_seq.contiguous()
-        grad_v_last = None if grad_v_last is None else grad_v_last.contiguous()  # None: zero
-        grad_x_seq = torch.empty_like(h_seq)
-        grad_v_init = torch.empty_like(h_seq[0]) if ctx.needs_input_grad[1] else None
-        launch(ctx.variant, "bwd", h_seq.device, grad_spike_seq=grad_spike_seq,
-               grad_v_last=grad_v_last, h_seq=h_seq, grad_x_seq=grad_x_seq, grad_v_init=grad_v_init, k_v=p.k_v,
-               k_x=p.k_x, v_th=p.v_threshold, v_reset=p.v_reset or 0.0, steps=h_seq.shape[0], n=h_seq[0].numel())
-        return grad_x_seq, grad_v_init, None, None
-
-
-@BACKENDS.register("cupy")
 def cupy_multistep(x_seq: torch.Tensor, v_init: torch.Tensor, p: ChargeParams, surrogate):
     """Generated CUDA kernels (one thread per neuron, loop over T); saves only ``h_seq``."""
-    require(x_seq.device)
-    if not has_cuda_expr(surrogate):
-        return fused_multistep(x_seq, v_init, p, surrogate)
     variant = cg.Variant.make("lif", variant_dtype(x_seq), surrogate, hard_reset=p.v_reset is not None,
                               detach_reset=p.detach_reset)
-    x_seq, v_init = x_seq.contiguous(), v_init.to(x_seq.dtype).contiguous()
-    if torch.is_grad_enabled() and (x_seq.requires_grad or v_init.requires_grad):
-        return CupyMultiStep.apply(x_seq, v_init, p, variant)
-    spike_seq, _, v_last = _lif_forward(variant, x_seq, v_init, p, store_h=False)
-    return spike_seq, v_last
-
-
-cupy_multistep.is_available = is_available
+    return run_lif(CupyKernels(variant), x_seq, v_init, p)

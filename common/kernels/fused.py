@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import torch
 
-from common.kernels import BACKENDS
 from common.kernels.params import ChargeParams
 
 
@@ -69,7 +68,6 @@ class FusedMultiStep(torch.autograd.Function):
         return grad_x_seq, grad_v_init, None, None
 
 
-@BACKENDS.register("fused")
 def fused_multistep(x_seq: torch.Tensor, v_init: torch.Tensor, p: ChargeParams, surrogate):
     """One autograd node for the whole sequence; saves only ``h_seq``."""
     return FusedMultiStep.apply(x_seq, v_init, p, surrogate)

@@ -1,4 +1,5 @@
-"""Online-LIF backends (no gradient through time): ``torch`` (reference loop), ``fused`` (torch ops) and ``cupy``.
+"""Online-LIF kernels (kind ``online_lif``, no gradient through time): ``torch`` (reference loop), ``fused`` (torch
+ops) and ``cupy``; registered in :mod:`common.kernels`.
 
 Per step, with ``threshold(h)`` a caller-supplied no-grad policy (e.g. OTS: ``mu + sd r`` of the whole layer)::
 
@@ -12,28 +13,29 @@ The global statistics behind theta need a reduction between charge and fire, so 
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import torch
 
 from common.kernels import cupy_codegen as cg
-from common.kernels import cupy_ops, resolve_backend
-from common.registry import Registry
-
-ONLINE_BACKENDS = Registry("online_lif backend")
+from common.kernels import cupy_ops
 
 
-def online_lif_multistep(backend: str, x_seq, v_init, decay: float, threshold, surrogate):
-    """``(spike_seq, v_last)``; ``threshold(h_t)`` (float or 0-dim tensor) is called once per step, in order."""
-    name = resolve_backend(backend, x_seq.device, ONLINE_BACKENDS)
-    return ONLINE_BACKENDS.get(name)(x_seq, v_init, decay, threshold, surrogate)
+@dataclass(frozen=True)
+class OnlineParams:
+    """``decay`` of the membrane; ``threshold(h_t)`` (float or 0-dim tensor) is called once per step, in order."""
+
+    decay: float
+    threshold: Callable
 
 
-@ONLINE_BACKENDS.register("torch")
-def online_torch(x_seq, v_init, decay, threshold, surrogate):
+def online_torch(x_seq, v_init, p: OnlineParams, surrogate):
     """Autograd per step (reference)."""
     v, spikes = v_init, []
     for x in x_seq.unbind(0):
-        v = decay * v.detach() + x
-        theta = threshold(v)
+        v = p.decay * v.detach() + x
+        theta = p.threshold(v)
         s = surrogate(v - theta)
         v = v - s.detach() * theta
         spikes.append(s)
@@ -118,20 +120,12 @@ def _run(x_seq, v_init, decay, threshold, surrogate, impl):
         return impl[0](x_seq, v_init, decay, threshold, h_seq, theta_seq)
 
 
-@ONLINE_BACKENDS.register("fused")
-def online_fused(x_seq, v_init, decay, threshold, surrogate):
+def online_fused(x_seq, v_init, p: OnlineParams, surrogate):
     """One autograd node per call in torch ops (any device); saves ``h_seq`` and theta."""
-    return _run(x_seq, v_init, decay, threshold, surrogate, (_forward_torch, _backward_torch))
+    return _run(x_seq, v_init, p.decay, p.threshold, surrogate, (_forward_torch, _backward_torch))
 
 
-@ONLINE_BACKENDS.register("cupy")
-def online_cupy(x_seq, v_init, decay, threshold, surrogate):
+def online_cupy(x_seq, v_init, p: OnlineParams, surrogate):
     """Generated charge / fire / backward CUDA kernels; saves ``h_seq`` and theta."""
-    cupy_ops.require(x_seq.device)
-    if not cupy_ops.has_cuda_expr(surrogate):
-        return online_fused(x_seq, v_init, decay, threshold, surrogate)
     variant = cg.Variant.make("online_lif", cupy_ops.variant_dtype(x_seq), surrogate)
-    return _run(x_seq, v_init, decay, threshold, surrogate, (_forward_cupy(variant), _backward_cupy(variant)))
-
-
-online_cupy.is_available = cupy_ops.is_available
+    return _run(x_seq, v_init, p.decay, p.threshold, surrogate, (_forward_cupy(variant), _backward_cupy(variant)))

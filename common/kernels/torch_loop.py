@@ -3,11 +3,9 @@ from __future__ import annotations
 
 import torch
 
-from common.kernels import BACKENDS
 from common.kernels.params import ChargeParams
 
 
-@BACKENDS.register("torch")
 def torch_multistep(x_seq: torch.Tensor, v_init: torch.Tensor, p: ChargeParams, surrogate):
     """Autograd through every step; iterates ``x_seq.unbind(0)`` (indexing ``x_seq[t]`` makes backward O(T^2))."""
     v = v_init

@@ -8,9 +8,9 @@ A new rule is one registered class; neither the engine nor the task scripts chan
     @METHODS.register("mine")
     class Mine(Method):
         name = "mine"
-        def train_step(self, model, x, target, ctx):
+        def train_step(self, model, batch, ctx):   # batch: common.batch.Batch(inputs, targets, extras)
             ...  # forward(s) under ctx.autocast(), ctx.backward(loss) (once or per step)
-            return StepOutput(loss.detach(), logits.detach())
+            return StepOutput(loss.detach(), outputs.detach())
 """
 from __future__ import annotations
 

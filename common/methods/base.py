@@ -7,13 +7,16 @@ from typing import ClassVar, NamedTuple
 import torch
 from torch import nn
 
+from common.batch import Batch
+
 
 class StepOutput(NamedTuple):
-    """What a step returns: ``loss`` (detached scalar, logged) and ``logits`` ``[N, classes]`` (scored by the task's
-    accuracy)."""
+    """What a step returns: ``loss`` (detached scalar, logged) and the decoded ``outputs`` (detached; logits
+    ``[N, classes]`` for classification, whatever the task's decoder returns otherwise), scored by the task's
+    evaluator."""
 
     loss: torch.Tensor
-    logits: torch.Tensor
+    outputs: object
 
 
 class StepContext:
@@ -41,15 +44,17 @@ class StepContext:
 class Method:
     """A training rule, selected with ``--method NAME`` from ``common.methods.METHODS``.
 
-    Per training batch the engine runs::
+    Per training batch the engine (``common.engine.train_step``) runs::
 
-        reset_net(model); optimizer.zero_grad()
-        out = method.train_step(model, x, target, ctx)     # forward(s) + ctx.backward(loss)(s)
-        [unscale + clip]; scaler.step(optimizer); scaler.update(); reset_net(model)
+        reset_net(model)
+        out = method.train_step(model, batch, ctx)     # forward(s) + ctx.backward(loss)(s)
+        reset_net(model)
+        [every --accumulate batches: unscale + clip; scaler.step(optimizer); scaler.update(); EMA; zero_grad]
 
-    and per test batch, under ``torch.no_grad()`` and ``model.eval()``: ``method.eval_step(model, x, target, ctx)``.
-    ``model`` is the (possibly DDP-wrapped) task model; ``self.task`` gives ``encode``, ``decode``, ``train_loss``,
-    ``test_loss`` and ``build_model``; ``self.args`` the parsed flags.
+    and per test batch, under ``torch.no_grad()`` and ``model.eval()``: ``method.eval_step(model, batch, ctx)``.
+    ``batch`` is a :class:`common.batch.Batch` ``(inputs, targets, extras)``; ``model`` the (possibly DDP-wrapped)
+    task model; ``self.task`` gives ``encode``, ``decode``, ``train_loss``, ``test_loss`` and ``build_model``;
+    ``self.args`` the parsed flags.
     """
 
     name: ClassVar[str] = ""
@@ -76,14 +81,14 @@ class Method:
         call); ``online`` overrides it with one call per step. Also used by the SOP counter (``common/sop.py``)."""
         return model(x_seq)
 
-    def forward(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        """``logits = decode(run_sequence(model, encode(x)))``."""
-        return self.task.decode(self.run_sequence(model, self.task.encode(x)))
+    def forward(self, model: nn.Module, batch: Batch) -> object:
+        """``outputs = decode(run_sequence(model, encode(inputs)), extras)``."""
+        return self.task.decode(self.run_sequence(model, self.task.encode(batch.inputs)), batch.extras)
 
-    def train_step(self, model: nn.Module, x: torch.Tensor, target: torch.Tensor, ctx: StepContext) -> StepOutput:
+    def train_step(self, model: nn.Module, batch: Batch, ctx: StepContext) -> StepOutput:
         raise NotImplementedError
 
-    def eval_step(self, model: nn.Module, x: torch.Tensor, target: torch.Tensor, ctx: StepContext) -> StepOutput:
+    def eval_step(self, model: nn.Module, batch: Batch, ctx: StepContext) -> StepOutput:
         """Forward the whole sequence in fp32 and score it with the task's test loss."""
-        logits = self.forward(model, x)
-        return StepOutput(self.task.test_loss(logits, target), logits)
+        outputs = self.forward(model, batch)
+        return StepOutput(self.task.test_loss(outputs, batch.targets), outputs)

@@ -1,22 +1,32 @@
 """Backpropagation through time (surrogate gradients) and its ANN counterpart."""
 from __future__ import annotations
 
+import torch
+
 from common.methods import METHODS
 from common.methods.base import Method, StepOutput
 
 
 @METHODS.register("bptt")
 class BPTT(Method):
-    """``logits = decode(model(encode(x)))``, ``L = train_loss(logits, target)``, one backward through all T steps."""
+    """``outputs = decode(model(encode(inputs)), extras)``, ``L = train_loss(outputs, targets)``, one backward
+    through all T steps."""
 
     name = "bptt"
 
-    def train_step(self, model, x, target, ctx) -> StepOutput:
+    def train_step(self, model, batch, ctx) -> StepOutput:
         with ctx.autocast():
-            logits = self.forward(model, x)
-            loss = self.task.train_loss(logits, target)
+            outputs = self.forward(model, batch)
+            loss = self.task.train_loss(outputs, batch.targets)
         ctx.backward(loss)
-        return StepOutput(loss.detach(), logits.detach())
+        return StepOutput(loss.detach(), detach(outputs))
+
+
+def detach(outputs):
+    """``outputs`` (a tensor, or a tuple/list of tensors) without autograd history."""
+    if isinstance(outputs, torch.Tensor):
+        return outputs.detach()
+    return type(outputs)(detach(o) for o in outputs)
 
 
 @METHODS.register("ann")

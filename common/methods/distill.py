@@ -108,13 +108,13 @@ class DistillResponse(Distillation):
         a = self.args
         return [f"a{a.kd_alpha:g}", f"t{a.kd_temp:g}"] + (["quirk"] if a.kd_survey_quirk else [])
 
-    def train_step(self, model, x, target, ctx) -> StepOutput:
+    def train_step(self, model, batch, ctx) -> StepOutput:
         a = self.args
         kd = response_kd_survey if a.kd_survey_quirk else response_kd
-        z = self.teacher_forward(x)
+        z = self.teacher_forward(batch.inputs)
         with ctx.autocast():
-            y = self.forward(model, x)
-            ce = self.task.train_loss(y, target)
+            y = self.forward(model, batch)
+            ce = self.task.train_loss(y, batch.targets)
         loss = a.kd_alpha * kd(y.float(), z, a.kd_temp) + (1.0 - a.kd_alpha) * ce.float()
         ctx.backward(loss)
         return StepOutput(loss.detach(), y.detach())
@@ -137,12 +137,12 @@ class DistillFeature(Distillation):
             raise UsageError(f"feature distillation matches layers by index, but the student has {n_student} "
                              f"activation layers and the teacher {n_teacher}")
 
-    def train_step(self, model, x, target, ctx) -> StepOutput:
+    def train_step(self, model, batch, ctx) -> StepOutput:
         with capture_outputs(self.teacher.activation_layers()) as teacher_acts:
-            self.teacher_forward(x)
+            self.teacher_forward(batch.inputs)
         with capture_outputs(self.task.model.activation_layers()) as spikes, ctx.autocast():
-            y = self.forward(model, x)
-            ce = self.task.train_loss(y, target)
+            y = self.forward(model, batch)
+            ce = self.task.train_loss(y, batch.targets)
         feature = sum(F.mse_loss(s.float().mean(0), a) for s, a in zip(spikes, teacher_acts))
         loss = ce.float() + self.args.kd_beta * feature
         ctx.backward(loss)

@@ -14,11 +14,15 @@ import contextlib
 
 import torch
 
-from common.energy import stepwise_forward
 from common.errors import UsageError
 from common.methods import METHODS
 from common.methods.base import Method, StepOutput
-from common.neuron.base import detach_net
+from common.state import detach_net
+
+
+def stepwise_forward(model: torch.nn.Module, x_seq: torch.Tensor) -> torch.Tensor:
+    """Drive ``model`` one step at a time (``x_seq[t:t+1]``), as online-trained models run; returns ``[T, N, ...]``."""
+    return torch.cat([model(x_seq[t:t + 1]) for t in range(x_seq.shape[0])])
 
 
 def stepwise_blockers(model: torch.nn.Module) -> list[str]:
@@ -45,17 +49,17 @@ class Online(Method):
         """Drive the model one step at a time (``x_seq[t:t+1]``); ``[T, N, ...]`` outputs."""
         return stepwise_forward(model, x_seq)
 
-    def train_step(self, model, x, target, ctx) -> StepOutput:
-        x_seq = self.task.encode(x)
+    def train_step(self, model, batch, ctx) -> StepOutput:
+        x_seq = self.task.encode(batch.inputs)
         T = x_seq.shape[0]
         outs, losses = [], []
         for t in range(T):
             with ctx.no_sync() if t < T - 1 else contextlib.nullcontext():
                 with ctx.autocast():
                     out = model(x_seq[t:t + 1])
-                    loss = self.task.train_loss(self.task.decode(out), target) / T
+                    loss = self.task.train_loss(self.task.decode(out, batch.extras), batch.targets) / T
                 ctx.backward(loss)
             detach_net(model)
             outs.append(out.detach())
             losses.append(loss.detach())
-        return StepOutput(torch.stack(losses).sum(), self.task.decode(torch.cat(outs)))
+        return StepOutput(torch.stack(losses).sum(), self.task.decode(torch.cat(outs), batch.extras))

@@ -20,8 +20,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from common.neuron.base import MemoryModule
-from common.neuron.if_lif import _as_surrogate
+from common.neuron.config import as_surrogate
+from common.state import MemoryModule
 
 
 class _AdaptiveBase(MemoryModule):
@@ -33,7 +33,7 @@ class _AdaptiveBase(MemoryModule):
         if latency < 0:
             raise ValueError(f"latency (refractory steps) must be >= 0, got {latency}")
         self.features, self.latency, self.v_threshold = tuple(features), int(latency), v_threshold
-        self.surrogate = _as_surrogate(surrogate)
+        self.surrogate = as_surrogate(surrogate)
         self.beta_raw = nn.Parameter(torch.full(self.features, float(beta_init)))
         self.p_raw = nn.Parameter(torch.full(self.features, float(p_init)))
         self.b_raw = nn.Parameter(torch.full(self.features, float(b_init)))
@@ -147,18 +147,12 @@ class BlockALIFNode(_AdaptiveBase):
         return torch.cat(spikes).reshape(x_seq.shape).to(x_seq.dtype)
 
 
-def _adaptive_options(cfg, features) -> dict:
-    return dict(features=features, latency=cfg.option("latency", 1), v_threshold=cfg.v_threshold,
-                surrogate=cfg.make_surrogate(), beta_init=cfg.option("beta_init", 0.99),
-                p_init=cfg.option("p_init", 0.99), b_init=cfg.option("b_init", 0.999))
+def build_alif(cfg, features, **options) -> ALIFNode:
+    """``alif``: cfg.v_threshold, surrogate; options ``latency`` (refractory steps), ``beta_init``, ``p_init``,
+    ``b_init``."""
+    return ALIFNode(features, v_threshold=cfg.v_threshold, surrogate=cfg.make_surrogate(), **options)
 
 
-def build_alif(cfg, features) -> ALIFNode:
-    """``alif``: extra ``latency`` (refractory steps, default 1), ``beta_init``/``p_init`` (0.99), ``b_init``
-    (0.999)."""
-    return ALIFNode(**_adaptive_options(cfg, features))
-
-
-def build_blockalif(cfg, features) -> BlockALIFNode:
+def build_blockalif(cfg, features, **options) -> BlockALIFNode:
     """``blockalif``: same options as ``alif``; block length = latency + 1."""
-    return BlockALIFNode(**_adaptive_options(cfg, features))
+    return BlockALIFNode(features, v_threshold=cfg.v_threshold, surrogate=cfg.make_surrogate(), **options)

@@ -1,7 +1,11 @@
 """Neuron hyper-parameters shared by every task, filled from the command line."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+
+from common import surrogate as surrogates
+from common.errors import UsageError
 
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
 
@@ -35,18 +39,36 @@ class NeuronConfig:
         values.update(overrides)
         return cls(**values)
 
-    def option(self, key: str, default):
-        """``extra[key]`` (from ``--neuron-opt KEY=VALUE``, maybe a string) converted to the type of ``default``;
-        booleans accept true/false/1/0/yes/no/on/off."""
-        value = self.extra.get(key, default)
-        if isinstance(default, bool):
-            text = str(value).strip().lower()
-            if text not in _TRUE | _FALSE:
-                raise ValueError(f"neuron option {key}={value!r} is not a boolean")
-            return text in _TRUE
+    def options(self, declared: Mapping[str, object]) -> dict:
+        """``extra`` (from ``--neuron-opt KEY=VALUE``, values maybe strings) checked against the ``declared`` options
+        of neuron ``name`` (key -> default) and converted to the types of the defaults, defaults filled in;
+        unknown keys and unconvertible values raise :class:`UsageError` naming the valid keys."""
+        unknown = sorted(set(self.extra) - set(declared))
+        if unknown:
+            valid = ", ".join(f"{key} ({type(default).__name__}, default {default})"
+                              for key, default in declared.items()) or "none"
+            raise UsageError(f"--neuron-opt {', '.join(unknown)}: not an option of --neuron {self.name}; "
+                             f"valid: {valid}")
+        return {key: _convert(key, self.extra.get(key, default), default) for key, default in declared.items()}
+
+    def make_surrogate(self) -> surrogates.Surrogate:
+        return surrogates.get(self.surrogate, alpha=self.sg_alpha)
+
+
+def _convert(key: str, value, default):
+    """``value`` as the type of ``default``; booleans accept true/false/1/0/yes/no/on/off."""
+    if isinstance(default, bool):
+        text = str(value).strip().lower()
+        if text not in _TRUE | _FALSE:
+            raise UsageError(f"--neuron-opt {key}={value!r} is not a boolean (true/false)")
+        return text in _TRUE
+    try:
         return type(default)(value)
+    except (TypeError, ValueError):
+        what = {int: "an integer", float: "a number"}.get(type(default), f"a {type(default).__name__}")
+        raise UsageError(f"--neuron-opt {key}={value!r} is not {what}") from None
 
-    def make_surrogate(self):
-        from common import surrogate
 
-        return surrogate.get(self.surrogate, alpha=self.sg_alpha)
+def as_surrogate(surrogate: str | surrogates.Surrogate) -> surrogates.Surrogate:
+    """A registered surrogate's name (default alpha) or a surrogate object, as an object."""
+    return surrogates.get(surrogate) if isinstance(surrogate, str) else surrogate

@@ -5,13 +5,8 @@ import torch
 
 from common import kernels
 from common.kernels.params import ChargeParams
-from common.neuron.base import MemoryModule
-
-
-def _as_surrogate(surrogate):
-    from common import surrogate as sg
-
-    return sg.get(surrogate) if isinstance(surrogate, str) else surrogate
+from common.neuron.config import as_surrogate
+from common.state import MemoryModule
 
 
 class BaseIFNode(MemoryModule):
@@ -24,10 +19,8 @@ class BaseIFNode(MemoryModule):
     def __init__(self, v_threshold=1.0, v_reset=0.0, detach_reset=False, surrogate="atan", backend="auto"):
         super().__init__()
         self.v_threshold, self.v_reset, self.detach_reset = v_threshold, v_reset, detach_reset
-        self.surrogate = _as_surrogate(surrogate)
-        self.backend = backend
-        if backend != "auto":
-            kernels.BACKENDS.get(backend)
+        self.surrogate = as_surrogate(surrogate)
+        self.backend = kernels.check("lif", backend)
         self.register_memory("v", 0.0 if v_reset is None else v_reset)
 
     def charge_params(self) -> ChargeParams:
@@ -35,9 +28,8 @@ class BaseIFNode(MemoryModule):
 
     def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
         v_init = self.state_like("v", x_seq[0])
-        spike_seq, self.v = kernels.multistep(
-            self.backend, x_seq.contiguous(), v_init, self.charge_params(), self.surrogate
-        )
+        spike_seq, self.v = kernels.multistep("lif", self.backend, x_seq.contiguous(), (v_init,),
+                                              self.charge_params(), self.surrogate)
         return spike_seq
 
     def extra_repr(self) -> str:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import torch
 
-from common.kernels.online import ONLINE_BACKENDS, online_lif_multistep
-from common.neuron.base import MemoryModule
-from common.neuron.if_lif import _as_surrogate
+from common import kernels
+from common.kernels.online import OnlineParams
+from common.neuron.config import as_surrogate
+from common.state import MemoryModule
 
 RUN_TH_MOMENTUM = 0.9  # run_th[t] <- 0.9 run_th[t] + 0.1 theta[t], once per training batch
 
@@ -26,8 +27,8 @@ class OnlineLIFNode(MemoryModule):
     running threshold ``run_th[t]`` (EMA, rate 0.1 per batch; ``run_th`` has ``T`` entries, later steps use the last),
     and eval mode fires against ``run_th[t]`` -- a per-sample, batch-independent threshold. ``ots_batch_eval=True``
     reproduces the survey/OTS code, which (through a ``self.train()`` typo) recomputes theta from the statistics of
-    the current evaluation batch. ``backend``: ``torch`` runs the loop below; ``fused``/``cupy``/``auto`` run
-    ``common.kernels.online`` (one autograd node per call, saving ``h`` and theta).
+    the current evaluation batch. ``backend``: a backend of kernel kind ``online_lif`` (:mod:`common.kernels.online`;
+    ``torch`` is the reference loop, ``fused``/``cupy`` one autograd node per call, saving ``h`` and theta).
     """
 
     def __init__(self, tau=2.0, v_threshold=1.0, surrogate="atan", T=4, ots=True, ots_batch_eval=False,
@@ -36,10 +37,8 @@ class OnlineLIFNode(MemoryModule):
         if tau <= 1.0:
             raise ValueError(f"online LIF needs tau > 1, got {tau}")
         self.tau, self.v_threshold, self.ots, self.ots_batch_eval = tau, v_threshold, ots, ots_batch_eval
-        self.surrogate = _as_surrogate(surrogate)
-        self.backend = backend
-        if backend != "auto":
-            ONLINE_BACKENDS.get(backend)
+        self.surrogate = as_surrogate(surrogate)
+        self.backend = kernels.check("online_lif", backend)
         self.register_buffer("run_th", torch.full((T,), float(v_threshold)))
         self.register_memory("v", 0.0)
         self.register_memory("ratio", None)
@@ -65,22 +64,10 @@ class OnlineLIFNode(MemoryModule):
         return theta
 
     def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
-        decay = 1.0 - 1.0 / self.tau
         v = self.state_like("v", x_seq[0])
-        if self.backend != "torch":
-            spike_seq, self.v = online_lif_multistep(self.backend, x_seq, v, decay, self._step_threshold,
-                                                     self.surrogate)
-            return spike_seq
-        spikes = []
-        for x in x_seq.unbind(0):
-            v = decay * v.detach() + x
-            theta = self.threshold(v)
-            s = self.surrogate(v - theta)
-            v = v - s.detach() * theta
-            spikes.append(s)
-            self.t += 1
-        self.v = v
-        return torch.stack(spikes)
+        p = OnlineParams(1.0 - 1.0 / self.tau, self._step_threshold)
+        spike_seq, self.v = kernels.multistep("online_lif", self.backend, x_seq, (v,), p, self.surrogate)
+        return spike_seq
 
     def _step_threshold(self, v: torch.Tensor) -> torch.Tensor | float:
         theta = self.threshold(v)
@@ -92,9 +79,7 @@ class OnlineLIFNode(MemoryModule):
                 f"ots_batch_eval={self.ots_batch_eval}, surrogate={self.surrogate.name}, backend={self.backend}")
 
 
-def build_online_lif(cfg, features) -> OnlineLIFNode:
-    """``online_lif``: cfg.tau, cfg.v_threshold (= theta[0]), cfg.T (run_th length); extra ``ots`` (default True),
-    ``ots_batch_eval`` (default False; True = survey behaviour)."""
-    backend = cfg.backend if cfg.backend in ONLINE_BACKENDS else "auto"  # LIF-only kernels (cpp) -> best path
-    return OnlineLIFNode(cfg.tau, cfg.v_threshold, cfg.make_surrogate(), cfg.T, cfg.option("ots", True),
-                         cfg.option("ots_batch_eval", False), backend)
+def build_online_lif(cfg, features, ots: bool, ots_batch_eval: bool) -> OnlineLIFNode:
+    """``online_lif``: cfg.tau, cfg.v_threshold (= theta[0]), cfg.T (run_th length), backend; options ``ots``,
+    ``ots_batch_eval`` (True = survey behaviour)."""
+    return OnlineLIFNode(cfg.tau, cfg.v_threshold, cfg.make_surrogate(), cfg.T, ots, ots_batch_eval, cfg.backend)

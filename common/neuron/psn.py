@@ -10,8 +10,8 @@ import math
 import torch
 from torch import nn
 
-from common.neuron.base import MemoryModule
-from common.neuron.if_lif import _as_surrogate
+from common.neuron.config import as_surrogate
+from common.state import MemoryModule
 
 
 def _fire(weight: torch.Tensor, bias: torch.Tensor, x_seq: torch.Tensor, surrogate) -> torch.Tensor:
@@ -34,7 +34,7 @@ class PSN(nn.Module):
     def __init__(self, T: int, v_threshold=1.0, surrogate="atan"):
         super().__init__()
         self.T = T
-        self.surrogate = _as_surrogate(surrogate)
+        self.surrogate = as_surrogate(surrogate)
         self.weight = nn.Parameter(torch.empty(T, T))
         self.bias = nn.Parameter(torch.full((T, 1), -float(v_threshold)))
         nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
@@ -60,7 +60,7 @@ class MaskedPSN(nn.Module):
         if not 1 <= k <= T:
             raise ValueError(f"masked PSN order k must be in [1, T={T}], got {k}")
         self.T, self.k = T, k
-        self.surrogate = _as_surrogate(surrogate)
+        self.surrogate = as_surrogate(surrogate)
         self.weight = nn.Parameter(torch.empty(T, T))
         self.bias = nn.Parameter(torch.full((T, 1), -float(v_threshold)))
         nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
@@ -95,7 +95,7 @@ class SlidingPSN(MemoryModule):
         if k < 1:
             raise ValueError(f"sliding PSN order k must be >= 1, got {k}")
         self.k = k
-        self.surrogate = _as_surrogate(surrogate)
+        self.surrogate = as_surrogate(surrogate)
         if exp_init:
             weight = 0.5 ** torch.arange(k - 1, -1, -1, dtype=torch.float32)
         else:
@@ -125,11 +125,11 @@ def build_psn(cfg, features) -> PSN:
     return PSN(cfg.T, cfg.v_threshold, cfg.make_surrogate())
 
 
-def build_masked_psn(cfg, features) -> MaskedPSN:
-    """``masked_psn``: extra ``k`` (order, default 4), ``psn_lambda`` (mask mix, default 1.0 = fully masked)."""
-    return MaskedPSN(cfg.T, cfg.option("k", 4), cfg.v_threshold, cfg.make_surrogate(), cfg.option("psn_lambda", 1.0))
+def build_masked_psn(cfg, features, k: int, psn_lambda: float) -> MaskedPSN:
+    """``masked_psn``: options ``k`` (order), ``psn_lambda`` (mask mix, 1.0 = fully masked)."""
+    return MaskedPSN(cfg.T, k, cfg.v_threshold, cfg.make_surrogate(), psn_lambda)
 
 
-def build_sliding_psn(cfg, features) -> SlidingPSN:
-    """``sliding_psn``: extra ``k`` (order, default 4), ``exp_init`` (bool, default True)."""
-    return SlidingPSN(cfg.option("k", 4), cfg.v_threshold, cfg.make_surrogate(), cfg.option("exp_init", True))
+def build_sliding_psn(cfg, features, k: int, exp_init: bool) -> SlidingPSN:
+    """``sliding_psn``: options ``k`` (order), ``exp_init``."""
+    return SlidingPSN(k, cfg.v_threshold, cfg.make_surrogate(), exp_init)

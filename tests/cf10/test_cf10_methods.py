@@ -1,6 +1,7 @@
 """cf10/train.py with every survey column (neuron x norm x training rule) for one short epoch on a tiny fake
 CIFAR10, rejected combinations, and ``--sop`` on checkpoints in both modes."""
 import json
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -105,24 +106,26 @@ def test_every_neuron_norm_rule_trains_a_step_or_is_rejected_in_one_line(neuron,
     """Distillation trains like bptt (plus a loss term); tandem and ann fix their own neurons. (Parameters that act
     only through time, e.g. ALIF's adaptation decay p, get no gradient online: that is the rule, not a failure.)"""
     from cf10 import model as cf10_model
-    from common import engine, methods
+    from common import methods
+    from common.batch import Batch
     from common.methods.base import StepContext
+    from common.task import Task, mean_over_time
 
     torch.manual_seed(0)
     args = train.build_parser().parse_args(["--device", "cpu", "--channels", "2", "-T", "4", "--neuron", neuron,
                                             "--norm", norm, "--method", method])
     args.neuron_extra = {}
-    task = engine.Task(name="cf10", model=cf10_model.build(args, "snn"), train_set=None, test_set=None,
-                       train_loss=torch.nn.functional.cross_entropy,
-                       encode=lambda x: train.repeat_over_time(x, 4), decode=train.mean_over_time)
+    task = Task(name="cf10", build_model=partial(cf10_model.build, args),
+                train_loss=torch.nn.functional.cross_entropy,
+                encode=lambda x: train.repeat_over_time(x, 4), decode=mean_over_time)
     rejected = method == "online" and (neuron in ("psn", "masked_psn") or norm == "tebn")
     if rejected:
         with pytest.raises(UsageError, match="one time step at a time"):
             methods.get(method)(args, task)
         return
     rule = methods.get(method)(args, task)
-    out = rule.train_step(task.model, torch.randn(2, 3, 32, 32), torch.tensor([0, 1]),
+    out = rule.train_step(task.model, Batch.of((torch.randn(2, 3, 32, 32), torch.tensor([0, 1]))),
                           StepContext(torch.device("cpu"), False, None, task.model))
-    assert torch.isfinite(out.loss) and out.logits.shape == (2, 10)
+    assert torch.isfinite(out.loss) and out.outputs.shape == (2, 10)
     synapses = [m for m in task.model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
     assert all(m.weight.grad is not None for m in synapses)

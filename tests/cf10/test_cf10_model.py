@@ -4,7 +4,8 @@ from torch import nn
 
 from cf10 import model as cf10_model
 from cf10 import train
-from common.neuron import IFNode, LIFNode, reset_net
+from common.neuron import IFNode, LIFNode
+from common.state import reset_net
 
 
 def parse(*argv):

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from common import checkpoint, engine
 from common.errors import TrainingStopped, UsageError
+from common.evaluators import Top1
 from common.runlog import read_metrics
 from tests.common.tiny_engine_task import tiny_args, tiny_task
 
@@ -23,10 +24,13 @@ def only_run_dir(out_dir: Path) -> Path:
 
 def test_top1_counts_hard_and_soft_targets():
     logits = torch.tensor([[2.0, 0.0], [0.0, 1.0], [3.0, 1.0]])
-    assert engine.top1(logits, torch.tensor([0, 1, 1]))[0].item() == 2
-    soft = torch.tensor([[0.7, 0.3], [0.4, 0.6], [0.2, 0.8]])
-    correct, n = engine.top1(logits, soft)
-    assert (correct.item(), n) == (2, 3)
+    hard = Top1()
+    hard.update(logits, torch.tensor([0, 1, 1]), {})
+    assert hard.compute() == {"acc": 2 / 3}
+    soft = Top1()
+    soft.update(logits, torch.tensor([[0.7, 0.3], [0.4, 0.6], [0.2, 0.8]]), {})
+    soft.update(logits[:1], torch.tensor([1]), {})  # sums over batches: 2 of 3, then 0 of 1
+    assert soft.compute() == {"acc": 2 / 4}
 
 
 def test_save_atomic_keeps_the_old_file_when_writing_fails(tmp_path, monkeypatch):
@@ -120,7 +124,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
         return loss * float("nan") if calls["n"] > 8 else loss  # 8 batches per epoch: epoch 1 breaks
 
     args = tiny_args(tmp_path, "--epochs", "3", "--print-freq", "3")
-    with pytest.raises(TrainingStopped, match="NaN/inf at epoch 1.*checkpoint_latest.pt \\(epoch 0\\)"):
+    with pytest.raises(TrainingStopped, match="NaN/inf at epoch 2.*checkpoint_latest.pt \\(epoch 1\\)"):
         engine.fit(args, tiny_task(train_loss=loss_that_breaks), engine.setup(args))
     run_dir = only_run_dir(tmp_path)
     ckpt = checkpoint.load(run_dir / "checkpoint_latest.pt")

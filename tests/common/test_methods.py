@@ -10,15 +10,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from common import cli, engine, methods
+from common.batch import Batch
+from common.distributed import DistInfo
 from common.errors import UsageError
 from common.layers import MultiStep
 from common.methods.base import StepContext
 from common.methods.distill import response_kd, response_kd_survey
 from common.methods.tandem import TandemLayer, to_tandem
-from common.neuron import IFNode, NeuronConfig, build_neuron, reset_net
-from common.neuron.base import detach_net
+from common.neuron import IFNode, NeuronConfig, build_neuron
 from common.norm import build_norm
+from common.state import detach_net, reset_net
 from common.surrogate import get as get_surrogate
+from common.task import Task, identity, keep_outputs, mean_over_time
 
 T, N, D, H, C = 4, 24, 6, 16, 3
 
@@ -52,12 +55,11 @@ def parse(*argv):
 
 def make_task(args):
     spiking = methods.get(args.method).model_kind != "ann"
-    return engine.Task(
-        name="tiny", model=build(args, methods.get(args.method).model_kind), train_set=None, test_set=None,
+    return Task(
+        name="tiny", build_model=lambda kind: build(args, kind), model_kind=methods.get(args.method).model_kind,
         train_loss=partial(F.cross_entropy, label_smoothing=args.label_smoothing), test_loss=F.cross_entropy,
-        encode=(lambda x: x.unsqueeze(0).repeat(args.T, 1, 1)) if spiking else engine.identity,
-        decode=(lambda out: out.mean(0)) if spiking else engine.identity,
-        build_model=lambda kind: build(args, kind))
+        encode=(lambda x: x.unsqueeze(0).repeat(args.T, 1, 1)) if spiking else identity,
+        decode=mean_over_time if spiking else keep_outputs)
 
 
 def fixed_batch(seed=0):
@@ -76,7 +78,7 @@ def train_steps(method, model, x, y, steps, lr):
     for _ in range(steps):
         reset_net(model)
         opt.zero_grad(set_to_none=True)
-        losses.append(float(method.train_step(model, x, y, ctx).loss))
+        losses.append(float(method.train_step(model, Batch.of((x, y)), ctx).loss))
         opt.step()
     reset_net(model)
     return losses
@@ -162,7 +164,7 @@ def test_online_gradient_has_no_temporal_part_and_backpropagates_every_step():
     x = 2 * x
     expected, expected_loss = reference_online_grads(net, x, y)
     ctx = CountingContext(net)
-    out = methods.get("online")(args, task).train_step(net, x, y, ctx)
+    out = methods.get("online")(args, task).train_step(net, Batch.of((x, y)), ctx)
     assert ctx.backwards == T
     assert float(out.loss) == pytest.approx(expected_loss, rel=1e-5)
     for p, g in zip(net.parameters(), expected):
@@ -179,15 +181,14 @@ def test_online_gradient_has_no_temporal_part_and_backpropagates_every_step():
 def test_online_makes_one_optimizer_step_per_batch():
     args = parse("--method", "online", "--neuron", "online_lif", "--norm", "osr")
     task = make_task(args)
-    model = task.model
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    env = engine.Env(torch.device("cpu"), DistInfo())
+    state = engine.build_state(args, task, env, methods.get("online")(args, task), steps_per_epoch=3)
     steps = []
-    optimizer.register_step_post_hook(lambda *a: steps.append(1))
-    ctx = CountingContext(model)
-    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    state.optimizer.register_step_post_hook(lambda *a: steps.append(1))
+    state.ctx = CountingContext(task.model)
     batches = [fixed_batch(seed) for seed in range(3)]
-    engine.train_one_epoch(methods.get("online")(args, task), model, batches, 3, optimizer, scaler, ctx, args, task)
-    assert len(steps) == 3 and ctx.backwards == 3 * T
+    engine.train_one_epoch(state, batches, 3)
+    assert len(steps) == 3 and state.ctx.backwards == 3 * T
 
 
 def test_detach_net_cuts_the_graph_of_every_memory():
@@ -312,7 +313,7 @@ def run_one_step(name, teacher_path, *flags):
     x, y = fixed_batch(seed=5)
     reference_model = build(args)
     reference_model.load_state_dict(task.model.state_dict())
-    out = method.train_step(task.model, x, y, ctx)
+    out = method.train_step(task.model, Batch.of((x, y)), ctx)
     return method, reference_model, x, y, float(out.loss)
 
 

@@ -4,9 +4,11 @@ import itertools
 import pytest
 import torch
 
-from common import surrogate
-from common.kernels import BACKENDS, ChargeParams, resolve_backend
-from common.neuron import IFNode, LIFNode, reset_net
+from common import kernels, surrogate
+from common.errors import UsageError
+from common.kernels import ChargeParams, cpu_native
+from common.neuron import IFNode, LIFNode
+from common.state import reset_net
 
 sj_neuron = pytest.importorskip("spikingjelly.activation_based.neuron")
 sj_surrogate = pytest.importorskip("spikingjelly.activation_based.surrogate")
@@ -71,7 +73,7 @@ def test_fused_gradcheck(v_reset, decay_input):
     gen = torch.Generator().manual_seed(0)
     x = (torch.rand(6, 5, generator=gen, dtype=torch.float64) * 2).requires_grad_(True)
     v0 = (torch.rand(5, generator=gen, dtype=torch.float64) * 0.5).requires_grad_(True)
-    fused = BACKENDS.get("fused")
+    fused = kernels.BACKENDS.get("fused").functions["lif"]
     spikes, _ = fused(x, v0, p, zero_slope)
     assert 0 < spikes.sum() < spikes.numel()  # the check covers both fired and silent steps
     assert torch.autograd.gradcheck(lambda a, b: fused(a, b, p, zero_slope), (x, v0))
@@ -84,7 +86,7 @@ def test_fused_initial_state_gradient_matches_loop(v_reset, detach):
     gen = torch.Generator().manual_seed(0)
     x = (torch.rand(5, 4, generator=gen, dtype=torch.float64) * 2).requires_grad_(True)
     v0 = (torch.rand(4, generator=gen, dtype=torch.float64) * 0.5).requires_grad_(True)
-    outs = [BACKENDS.get(name)(x, v0, p, sg) for name in ("fused", "torch")]
+    outs = [kernels.multistep("lif", name, x, (v0,), p, sg) for name in ("fused", "torch")]
     grads = [torch.autograd.grad(s.sum() + 0.3 * v.sum(), (x, v0)) for s, v in outs]
     for a, b in zip(*grads):
         torch.testing.assert_close(a, b)
@@ -111,8 +113,9 @@ def test_hand_computed_lif_sequence():
 
 
 def test_auto_backend_and_unknown_backend():
-    assert resolve_backend("auto", "cpu") in BACKENDS.names()
-    with pytest.raises(ValueError, match="valid backends"):
+    expected = "cpp" if cpu_native.compiler() else "fused"
+    assert kernels.resolve("lif", "auto", "cpu", torch.float32, surrogate.get("atan")) == expected
+    with pytest.raises(UsageError, match="--backend nope is not a backend; none has a lif kernel; valid for lif: auto"):
         LIFNode(backend="nope")
     with pytest.raises(ValueError, match="tau > 1"):
         LIFNode(tau=1.0)

@@ -5,11 +5,13 @@ import numpy as np
 import pytest
 import torch
 
-from common.neuron import NEURONS, NeuronConfig, build_neuron, reset_net
+from common.errors import UsageError
+from common.neuron import NEURONS, NeuronConfig, build_neuron, check_config, resolve_backend
 from common.neuron.alif import ALIFNode, BlockALIFNode
 from common.neuron.clif import CLIFNode
 from common.neuron.online import OnlineLIFNode
 from common.neuron.psn import PSN, MaskedPSN, SlidingPSN
+from common.state import reset_net
 
 ZOO = ["clif", "psn", "masked_psn", "sliding_psn", "alif", "blockalif", "online_lif"]
 
@@ -22,7 +24,7 @@ def sigmoid(x):
 @pytest.mark.parametrize("name", ZOO)
 def test_registered_contract_and_reset(name):
     torch.manual_seed(0)
-    cfg = NeuronConfig(name=name, T=4, extra={"k": 2})
+    cfg = NeuronConfig(name=name, T=4, extra={"k": 2} if name.endswith("_psn") else {})
     node = build_neuron(cfg, (3, 2))
     x = torch.randn(4, 5, 3, 2) * 2
     first = node(x)
@@ -44,8 +46,39 @@ def test_extra_options_parse_cli_strings():
     assert node.ots is False and node.ots_batch_eval is True
     node = build_neuron(NeuronConfig(name="blockalif", extra={"latency": "3", "b_init": "1.8"}), (4,))
     assert node.latency == 3 and torch.all(node.b_raw == 1.8)
-    with pytest.raises(ValueError):
+    with pytest.raises(UsageError, match="clif_sigmoid_carry='maybe' is not a boolean"):
         build_neuron(NeuronConfig(name="clif", extra={"clif_sigmoid_carry": "maybe"}), (4,))
+    with pytest.raises(UsageError, match="latency='soon' is not an integer"):
+        build_neuron(NeuronConfig(name="alif", extra={"latency": "soon"}), (4,))
+
+
+@pytest.mark.parametrize("name,key", [("lif", "k"), ("clif", "ots"), ("sliding_psn", "latencyy"), ("psn", "k")])
+def test_unknown_or_inapplicable_options_are_refused_with_the_valid_ones(name, key):
+    cfg = NeuronConfig(name=name, extra={key: 1})
+    valid = {"lif": "none", "clif": "clif_sigmoid_carry (bool, default False)",
+             "sliding_psn": "k (int, default 4), exp_init (bool, default True)", "psn": "none"}[name]
+    with pytest.raises(UsageError, match=f"--neuron-opt {key}: not an option of --neuron {name}; valid: ") as err:
+        check_config(cfg)
+    assert str(err.value).endswith(f"valid: {valid}")
+
+
+@pytest.mark.parametrize("name", ["psn", "masked_psn", "sliding_psn", "alif", "blockalif"])
+def test_neurons_without_kernels_refuse_a_named_backend(name):
+    assert build_neuron(NeuronConfig(name=name, T=4), (3,)) is not None
+    assert resolve_backend(NeuronConfig(name=name, T=4), "cpu") == "torch"
+    with pytest.raises(UsageError, match=f"--backend fused: --neuron {name} runs plain torch ops"):
+        build_neuron(NeuronConfig(name=name, T=4, backend="fused"), (3,))
+
+
+@pytest.mark.parametrize("name,kind", [("clif", "clif"), ("online_lif", "online_lif")])
+def test_backend_without_the_neuron_kernel_is_refused(name, kind):
+    """``cpp`` has only the IF/LIF kernel: naming it for CLIF / online LIF fails (it used to run ``auto``)."""
+    with pytest.raises(UsageError, match=f"--backend cpp has no {kind} kernel; valid for {kind}: auto, cupy, fused, "
+                                         "torch$"):
+        build_neuron(NeuronConfig(name=name, backend="cpp"), (3,))
+    assert build_neuron(NeuronConfig(name=name, backend="torch"), (3,)).backend == "torch"
+    assert resolve_backend(NeuronConfig(name=name), "cpu") == "fused"
+    assert resolve_backend(NeuronConfig(name=name, backend="torch"), "cpu") == "torch"
 
 
 # ----------------------------------------------------------------------------------------- CLIF
@@ -348,3 +381,16 @@ def test_online_lif_without_ots_equals_spikingjelly_sltt():
     s1.sum().backward()
     s2.sum().backward()
     torch.testing.assert_close(x1.grad, x2.grad)
+
+
+@pytest.mark.parametrize("flags,match", [
+    (["--neuron", "lif", "--neuron-opt", "k=4"], "--neuron-opt k: not an option of --neuron lif; valid: none"),
+    (["--neuron", "psn", "--backend", "cpp"], "--backend cpp: --neuron psn runs plain torch ops"),
+    (["--neuron", "clif", "--backend", "cpp"], "--backend cpp has no clif kernel"),
+    (["--neuron", "sliding_psn", "--neuron-opt", "k=two"], "--neuron-opt k='two' is not an integer"),
+])
+def test_command_line_refuses_inapplicable_options_and_backends(tmp_path, flags, match):
+    from common import cli
+
+    with pytest.raises(UsageError, match=match):
+        cli.parse(cli.base_parser("test"), [*flags, "--out-dir", str(tmp_path)])

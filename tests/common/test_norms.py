@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from common.neuron import reset_net
 from common.norm import NORMS, OSR, TEBN, build_norm
+from common.state import reset_net
 
 EPS = 1e-5
 

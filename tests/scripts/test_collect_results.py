@@ -1,5 +1,5 @@
 """scripts/collect_results.py on a temporary tree of run directories written in the engine's own format
-(``common.runlog.RunLog`` for args.json / metrics.csv / summary.json, ``common.energy.write_sop_json`` for sop.json,
+(``common.runlog.RunLog`` for args.json / metrics.csv / summary.json, ``common.sop.write_sop_json`` for sop.json,
 flags from ``common.cli.base_parser``), plus a ``speed/bench.py``-style CSV."""
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from common import cli, energy
+from common import cli
 from common.runlog import METRIC_COLUMNS, RunLog
+from common.sop import write_sop_json
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEC = importlib.util.spec_from_file_location("collect_results", ROOT / "scripts" / "collect_results.py")
@@ -39,7 +40,7 @@ def write_run(root: Path, name: str, accs: list[float], *, task="cf10", flags=()
         log.write_summary({"finished": True, "best_test_acc": accs[best], "best_epoch": best,
                            "epochs": args["epochs"], "epochs_done": len(accs), "run_dir": str(run_dir)})
     for mode, value in (sop or {}).items():
-        energy.write_sop_json(run_dir, {"mode": mode, "sop_m_per_sample": value, "sop_m_per_step": value / 4,
+        write_sop_json(run_dir, {"mode": mode, "sop_m_per_sample": value, "sop_m_per_step": value / 4,
                                         "first_layer_flop_m": 0.115})
     return run_dir
 
@@ -232,3 +233,51 @@ def test_a_half_written_metrics_row_makes_the_run_incomplete(tmp_path, capsys):
     run = collect_results.Run.read(run_dir)
     assert not run.finished and run.metrics == []
     assert "its epochs are not counted" in capsys.readouterr().err
+
+
+def _runs_csv(out: Path) -> dict[str, dict]:
+    with open(out / "runs.csv", newline="") as f:
+        return {Path(r["path"]).name: r for r in csv.DictReader(f)}
+
+
+def test_runs_differing_from_the_survey_cell_are_marked(tmp_path):
+    root = tmp_path / "runs"
+    write_run(root, "lif_T8", [0.90] * 256, flags=["--neuron", "lif", "-T", "8"])
+    write_run(root, "if_ok", [0.91] * 256, flags=["--neuron", "if"])
+    out = tmp_path / "out"
+    collect_results.collect([root], out)
+    runs = _runs_csv(out)
+    assert runs["lif_T8"]["differs"] == "T=8 (survey 4)"
+    assert runs["if_ok"]["differs"] == ""
+    assert md_cell(out / "accuracy.md", "CIFAR10", "LIF").startswith("90.00* / ")
+    assert md_cell(out / "accuracy.md", "CIFAR10", "IF").startswith("91.00 / ")  # T, epochs as the survey's
+    assert "| T=8 (survey 4) |" in (out / "tables.md").read_text()
+
+
+def test_one_seed_counts_once(tmp_path):
+    root = tmp_path / "runs"
+    write_run(root / "a", "lif_s1", [0.90], flags=["--neuron", "lif", "--seed", "1"])
+    write_run(root / "b", "lif_s1_copy", [0.80], flags=["--neuron", "lif", "--seed", "1"])  # same config and seed
+    write_run(root / "a", "lif_s2", [0.70], flags=["--neuron", "lif", "--seed", "2"])
+    out = tmp_path / "out"
+    collect_results.collect([root, root / "a"], out)  # overlapping paths find a/ twice
+    # seeds 1 and 2 once each: (90 + 70) / 2 = 80 +- 14.14, not 3 or 4 values
+    assert md_cell(out / "accuracy.md", "CIFAR10", "LIF").startswith("80.00 ± 14.14 (n=2)")
+    runs = _runs_csv(out)
+    assert len(runs) == 3 and runs["lif_s1_copy"]["status"] == "duplicate" and runs["lif_s1"]["status"] == "finished"
+
+
+def test_digits_rows_of_one_seed_count_once(tmp_path):
+    row = {"surrogate": "atan", "alpha": "2.0", "best_test_acc": "0.9", "best_epoch": "0", "epochs": "1",
+           "seconds": "1.0", "T": "4", "channels": "4", "lr": "0.01", "batch_size": "64", "seed": "0"}
+    for folder in ("a", "b"):  # two copies of one sweep's CSV
+        (tmp_path / folder).mkdir()
+        with open(tmp_path / folder / "digits_sweep.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, list(row))
+            writer.writeheader()
+            writer.writerow(row)
+    out = tmp_path / "out"
+    collect_results.collect([tmp_path], out)
+    with open(out / "surrogates.csv", newline="") as f:
+        (only,) = list(csv.DictReader(f))
+    assert only["n"] == "1"

@@ -23,8 +23,20 @@ import argparse, json, os, sys, time
 from pathlib import Path
 p = argparse.ArgumentParser()
 p.add_argument("--out-dir"); p.add_argument("--run-name"); p.add_argument("--resume")
+p.add_argument("--check-config", action="store_true")
 a, rest = p.parse_known_args()
 run = Path(a.resume) if a.resume else Path(a.out_dir) / a.run_name
+if a.check_config:  # stand-in for cli.parse: the flags other than the run-dir ones must equal the recorded ones
+    if not (run / "args.json").exists():
+        sys.exit(f"train.py: error: {run} has no args.json")
+    recorded, skip = [], False
+    for word in json.loads((run / "args.json").read_text())["argv"]:
+        if not skip and word not in ("--out-dir", "--run-name", "--resume"):
+            recorded.append(word)
+        skip = not skip and word in ("--out-dir", "--run-name", "--resume")
+    if recorded != rest:
+        sys.exit(f"train.py: error: flags differ: {' '.join(rest)} (recorded {' '.join(recorded)})")
+    sys.exit(0)
 run.mkdir(parents=True, exist_ok=True)
 start = time.time()
 time.sleep(float(os.environ.get("FAKE_SLEEP", "0")))
@@ -93,15 +105,22 @@ def test_sg_list_alpha_seeds_and_parallel_gpus_dry_run(repo):
     assert gpus == [("2", "2"), ("5", "5"), ("2", "2"), ("5", "5")]
 
 
+def recorded_run(out: Path, name: str, *flags: str, finished: bool) -> Path:
+    """A run directory as the fake trainer leaves it: args.json with its argv, summary.json or a checkpoint."""
+    run = out / name
+    run.mkdir(parents=True)
+    (run / "args.json").write_text(json.dumps({"argv": [*flags, "--out-dir", str(out), "--run-name", name]}))
+    (run / ("summary.json" if finished else "checkpoint_latest.pt")).write_text("{}")
+    return run
+
+
 def test_skip_finished_and_resume_unfinished(repo):
     out = repo / "runs" / "cf10" / "sg"
-    (out / "atan").mkdir(parents=True)
-    (out / "atan" / "summary.json").write_text("{}")
-    (out / "rect").mkdir()
-    (out / "rect" / "checkpoint_latest.pt").write_bytes(b"")
+    recorded_run(out, "atan", "--sg", "atan", "--sg-alpha", "default", finished=True)
+    recorded_run(out, "rect", "--sg", "rect", "--sg-alpha", "default", finished=False)
     res = sweep(repo, "sweep_sg.sh", "cf10", "--dry-run")
     assert res.returncode == 0, res.stderr
-    assert "skip    atan (finished: runs/cf10/sg/atan/summary.json)" in res.stdout
+    assert "skip    atan (finished with the same configuration: runs/cf10/sg/atan/summary.json)" in res.stdout
     cmds = commands(res.stdout)
     assert set(cmds) == {"rect", "sigmoid"}
     assert cmds["rect"].endswith("cf10/train.py --sg rect --sg-alpha default --resume runs/cf10/sg/rect")
@@ -112,10 +131,46 @@ def test_skip_finished_and_resume_unfinished(repo):
     argv = json.loads((out / "rect" / "args.json").read_text())["argv"]
     assert argv == ["--sg", "rect", "--sg-alpha", "default", "--resume", "runs/cf10/sg/rect"]
     assert (out / "sigmoid" / "summary.json").exists() and (out / "logs" / "sigmoid.log").exists()
-    assert not (out / "atan" / "args.json").exists()
+    assert "--resume" not in (out / "atan" / "args.json").read_text()  # untouched
     assert "sweep: 2 done, 1 skipped, 0 failed" in res.stdout
     res = sweep(repo, "sweep_sg.sh", "cf10")  # everything finished now
     assert "sweep: 0 done, 3 skipped, 0 failed" in res.stdout
+
+
+def test_finished_or_unfinished_run_with_other_flags_is_refused(repo):
+    """Rerunning with --epochs 3 instead of 1 neither skips the finished run nor resumes the unfinished one."""
+    out = repo / "runs" / "cf10" / "sg"
+    recorded_run(out, "atan", "--sg", "atan", "--sg-alpha", "default", "--epochs", "1", finished=True)
+    recorded_run(out, "rect", "--sg", "rect", "--sg-alpha", "default", "--epochs", "1", finished=False)
+    before = {p: p.read_text() for p in out.rglob("*") if p.is_file()}
+    res = sweep(repo, "sweep_sg.sh", "cf10", "--sg", "atan,rect", "--", "--epochs", "3")
+    assert res.returncode == 1
+    for name in ("atan", "rect"):
+        assert (f"FAILED  {name} (recorded configuration differs from the requested one: train.py: error: flags "
+                f"differ: --sg {name} --sg-alpha default --epochs 3 (recorded --sg {name} --sg-alpha default --epochs "
+                "1))") in res.stderr
+    assert "sweep: 0 done, 0 skipped, 2 failed" in res.stdout
+    assert {p: p.read_text() for p in out.rglob("*") if p.is_file() and "logs" not in p.parts} == before
+
+
+@pytest.mark.parametrize("epochs, verdict", [("1", "skip    atan (finished with the same configuration"),
+                                             ("3", "--epochs 3 (recorded 1)")])
+def test_real_task_script_checks_the_recorded_configuration(tmp_path, epochs, verdict):
+    """The check is cf10/train.py's own: cli.parse of --resume RUN --check-config against an engine-style args.json."""
+    from cf10 import train
+    from common import cli
+
+    flags = ["--sg", "atan", "--sg-alpha", "default", "--epochs", "1"]
+    args = cli.parse(train.build_parser(), [*flags, "--out-dir", str(tmp_path), "--run-name", "atan"])
+    run = tmp_path / "atan"
+    run.mkdir()
+    (run / "args.json").write_text(json.dumps({**vars(args), "task": "cf10", "argv": flags}, default=str))
+    (run / "summary.json").write_text("{}")
+    env = {**os.environ, "PYTHON": sys.executable}
+    res = subprocess.run(["bash", "scripts/sweep_sg.sh", "cf10", "--sg", "atan", "--out-dir", str(tmp_path),
+                          "--dry-run", "--", "--epochs", epochs], cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert verdict in res.stdout + res.stderr, res.stdout + res.stderr
 
 
 def test_parallel_gpus_run_one_job_per_gpu_at_a_time(repo):
@@ -151,8 +206,6 @@ def test_sg_bad_input_is_one_line(repo, args, message):
 
 
 def test_sg_dry_run_against_the_real_registry():
-    if not (ROOT / "cf10" / "train.py").exists():
-        pytest.skip("cf10/train.py not present")
     env = {**os.environ, "PYTHON": sys.executable}
     res = subprocess.run(["bash", "scripts/sweep_sg.sh", "cf10", "--dry-run"], cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=120)
@@ -248,8 +301,6 @@ def _task_parser(task: str):
 @pytest.mark.parametrize("task", list(SURVEY_COLUMNS))
 def test_methods_commands_parse_with_the_real_task_script(repo, task):
     """Every flag and registry name the method sweep passes (training and --sop) is accepted by TASK/train.py."""
-    if not (ROOT / task / "train.py").exists():
-        pytest.skip(f"{task}/train.py not present")
     from common import cli
 
     parser = _task_parser(task)
@@ -257,6 +308,8 @@ def test_methods_commands_parse_with_the_real_task_script(repo, task):
         res = sweep(repo, "sweep_methods.sh", task, *sop, "--dry-run", python="python")
         for name, cmd in commands(res.stdout).items():
             argv = shlex.split(cmd)[2:]
+            if "--resume" in argv:  # the dry run's run directory does not exist: parse the flags without it
+                del argv[argv.index("--resume"):argv.index("--resume") + 2]
             args = cli.parse(parser, argv)
             assert (args.neuron, args.norm, args.method) == tuple(
                 argv[argv.index(flag) + 1] if flag in argv else default

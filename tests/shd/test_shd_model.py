@@ -5,7 +5,8 @@ import torch.nn.functional as F
 
 from common import neuron as neurons
 from common import norm as norms
-from common.neuron import NeuronConfig, reset_net
+from common.neuron import NeuronConfig
+from common.state import reset_net
 from shd import model as shd_model
 
 T_FIXED = 12
@@ -29,20 +30,49 @@ def forward(net, x):
 @pytest.mark.parametrize("name", neurons.names())
 def test_every_neuron_and_norm_builds_and_trains(name, norm):
     net = build(name, norm)
-    T = T_FIXED if shd_model.needs_fixed_T(net) else 7
-    x = torch.rand(T, 3, 140) * 3
+    x = torch.rand(7, 3, 140) * 3  # shorter than T_FIXED: modules with per-step parameters pad inside
     x[5:, 1] = 0
     out = forward(net, x)
-    assert out.shape == (T, 3, 20)
-    torch.testing.assert_close(out.sum(-1), shd_model.valid_steps(torch.tensor([T, 5, T]), T).float())
-    shd_model.sum_softmax_loss(shd_model.decode(out), torch.tensor([1, 2, 3])).backward()
+    assert out.shape == (7, 3, 20)
+    torch.testing.assert_close(out.sum(-1), torch.ones(7, 3))
+    m = shd_model.decode(out, {"lengths": torch.tensor([7, 5, 7])})
+    torch.testing.assert_close(m.sum(-1), torch.tensor([7.0, 5.0, 7.0]))
+    shd_model.sum_softmax_loss(m, torch.tensor([1, 2, 3])).backward()
     assert net.features[0].weight.grad.abs().sum() > 0
 
 
-def test_frame_lengths_from_trailing_zeros():
-    x = torch.zeros(6, 3, 4)
-    x[0, 0, 1], x[4, 0, 2], x[2, 1, 0], x[5, 2, 3] = 1, 2, 1, 1  # sample 0 has a silent step 1..3 inside
-    assert shd_model.frame_lengths(x).tolist() == [5, 3, 6]
+def test_pad_to_length_runs_the_module_on_T_steps_and_crops():
+    seen = []
+
+    def module(x):
+        seen.append(x.clone())
+        return x.cumsum(0)  # any map whose step t depends on steps <= t
+
+    wrapped = shd_model.PadToLength(module, 6)
+    x = torch.randn(4, 2, 3)
+    out = wrapped(x)
+    assert seen[0].shape == (6, 2, 3) and torch.equal(seen[0][:4], x) and not seen[0][4:].any()
+    torch.testing.assert_close(out, x.cumsum(0))
+    with pytest.raises(ValueError, match="more than the fixed length -T 6"):
+        wrapped(torch.randn(7, 2, 3))
+
+
+@pytest.mark.skipif("tebn" not in norms.names(), reason="tebn not registered")
+def test_tebn_sees_the_padded_sequence_neurons_do_not():
+    """The survey's AutoPadding(126, TEBN): TEBN's batch statistics include the zero steps up to T, the neurons
+    run on the batch length only."""
+    net = build("lif", "tebn")
+    norm_wrapper = net.features[1]
+    assert isinstance(norm_wrapper, shd_model.PadToLength) and norm_wrapper.T == T_FIXED
+    assert not isinstance(net.features[2], shd_model.PadToLength)
+    x = torch.rand(5, 4, 140)
+    reset_net(net)
+    z = net.features[0](x)
+    padded = torch.cat([z, z.new_zeros(T_FIXED - 5, 4, 256)])
+    reset_net(net)
+    expected = norm_wrapper.module(padded)[:5]
+    reset_net(net)
+    torch.testing.assert_close(norm_wrapper(z), expected)
 
 
 def test_padding_does_not_change_a_sample_in_eval():
@@ -51,12 +81,12 @@ def test_padding_does_not_change_a_sample_in_eval():
     long, short = torch.rand(10, 1, 140) * 4, torch.rand(6, 1, 140) * 4
     batch = torch.zeros(10, 2, 140)
     batch[:, 0], batch[:6, 1] = long[:, 0], short[:, 0]
+    lengths = {"lengths": torch.tensor([10, 6])}
     with torch.no_grad():
-        m_batch = shd_model.decode(forward(net, batch))
-        m_short = shd_model.decode(forward(net, short))
-        m_long = shd_model.decode(forward(net, long))
-        net.mask_padding = False
-        unmasked = shd_model.decode(forward(net, batch))
+        m_batch = shd_model.decode(forward(net, batch), lengths)
+        m_short = shd_model.decode(forward(net, short), {"lengths": torch.tensor([6])})
+        m_long = shd_model.decode(forward(net, long), {"lengths": torch.tensor([10])})
+        unmasked = shd_model.decode(forward(net, batch), lengths, mask_padding=False)
     torch.testing.assert_close(m_batch[1], m_short[0])
     torch.testing.assert_close(m_batch[0], m_long[0])
     torch.testing.assert_close(m_short.sum(), torch.tensor(6.0))

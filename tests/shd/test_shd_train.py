@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from common.errors import UsageError
+from shd import model as shd_model
 from shd import train
 from tests.shd.fake_shd import write_fake_shd
 
@@ -48,16 +49,22 @@ def _task(shd_dir, *extra):
     return train.build_task(train.cli.parse(train.build_parser(), args_for(shd_dir, *extra)))
 
 
-def test_fixed_T_padding_only_for_T_dependent_modules(shd_dir):
+def test_batches_pad_to_their_longest_sample_and_carry_lengths(shd_dir):
     task = _task(shd_dir)
-    longest = max(task.train_set.max_len, task.test_set.max_len)
     batch = [task.train_set[i] for i in range(3)]
-    assert task.train_collate(batch)[0].shape[0] == max(len(x) for x, _ in batch)
-    assert _task(shd_dir, "-T", "150").train_collate(batch)[0].shape[0] == 150
+    x, y, extras = task.train_collate(batch)
+    assert x.shape[0] == max(len(x) for x, _ in batch)
+    assert extras["lengths"].tolist() == [len(x) for x, _ in batch]
+    assert task.model.features[1].__class__.__name__ != "PadToLength"
     if "tebn" in train.cli.norm.names():
-        assert _task(shd_dir, "--norm", "tebn").train_collate(batch)[0].shape[0] == longest
+        assert isinstance(_task(shd_dir, "--norm", "tebn").model.features[1], shd_model.PadToLength)
     with pytest.raises(UsageError, match="shorter than the longest"):
-        _task(shd_dir, "-T", "3")
+        _task(shd_dir, "-T", "3").build_data()
+
+
+def test_the_model_is_built_without_the_data(tmp_path):
+    task = train.build_task(train.cli.parse(train.build_parser(), args_for(tmp_path / "missing")))
+    assert sum(p.numel() for p in task.model.parameters()) > 0  # no dataset was needed
 
 
 def test_one_cycle_schedule_as_survey(shd_dir):

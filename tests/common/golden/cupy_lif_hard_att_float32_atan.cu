@@ -40,7 +40,9 @@ extern "C" __global__ void snn_bwd_lif_hard_att_float32_d18f217a(
     const float v_th,
     const float v_reset,
     const long long steps,
-    const long long n)
+    const long long n,
+    const long long gs_t,
+    const long long gs_n)
 {
     const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
@@ -52,7 +54,7 @@ extern "C" __global__ void snn_bwd_lif_hard_att_float32_d18f217a(
         const float sg = ((1.0f / (1.0f + (3.141592653589793f * (over)) * (3.141592653589793f * (over)))));
         const float s = over >= (float)0 ? (float)1 : (float)0;
         const float dv_dh = (float)1 - s + (v_reset - h) * sg;
-        const float grad_h = grad_spike_seq[k] * sg + grad_v * dv_dh;
+        const float grad_h = grad_spike_seq[t * gs_t + i * gs_n] * sg + grad_v * dv_dh;
         grad_x_seq[k] = grad_h * k_x;
         grad_v = grad_h * k_v;
     }

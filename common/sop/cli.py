@@ -1,5 +1,5 @@
 """``--sop --resume CKPT`` for every task: evaluate a checkpoint on the test set, count synaptic operations
-(:func:`common.energy.count_sops`), print them and write ``sop.json`` next to the checkpoint.
+(:func:`common.sop.counter.count_sops`), print them and write ``sop.json`` next to the checkpoint.
 
     sop.add_args(parser)                       # --sop, --sop-mode
     args = cli.parse(parser); sop.check_args(args)
@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from torch.utils.data import DataLoader
 
-from common import checkpoint, energy, methods
+from common import checkpoint, methods
 from common.errors import UsageError
+from common.sop.counter import SOP_MODES, count_sops, write_sop_json
 
 
 def add_args(parser) -> None:
@@ -18,12 +19,12 @@ def add_args(parser) -> None:
     g.add_argument("--sop", action="store_true",
                    help="count SOPs of the --resume checkpoint (run dir: its checkpoint_best.pt) on the test set, "
                         "write sop.json next to it and exit")
-    g.add_argument("--sop-mode", default="corrected", help=f"SOP convention: {', '.join(energy.SOP_MODES.names())}")
+    g.add_argument("--sop-mode", default="corrected", help=f"SOP convention: {', '.join(SOP_MODES.names())}")
 
 
 def check_args(args) -> None:
-    if args.sop_mode not in energy.SOP_MODES:
-        raise UsageError(f"unknown --sop-mode '{args.sop_mode}'; valid: {', '.join(energy.SOP_MODES.names())}")
+    if args.sop_mode not in SOP_MODES:
+        raise UsageError(f"unknown --sop-mode '{args.sop_mode}'; valid: {', '.join(SOP_MODES.names())}")
     if args.sop and not args.resume:
         raise UsageError("--sop needs --resume CHECKPOINT (a checkpoint file or run directory)")
 
@@ -37,14 +38,16 @@ def run(args, task, env, *, static_input: bool = False, first_layer_sop: bool = 
         raise UsageError(f"--sop counts spikes; --method {args.method} trains a non-spiking network")
     path = checkpoint.find(args.resume, "checkpoint_best.pt", "--resume")
     model = task.model.to(env.device)
-    model.load_state_dict(checkpoint.load(path, map_location=env.device)["model"])
+    state = checkpoint.load(path, map_location=env.device)
+    model.load_state_dict(state["ema"]["model"] if "ema" in state else state["model"])
     loader = DataLoader(task.test_set, batch_size=args.batch_size, collate_fn=task.test_collate,
                         num_workers=args.workers)
-    result = energy.count_sops(model, loader, task.encode, task.decode, args.sop_mode, env.device,
-                               args.limit_batches, forward=method.run_sequence, static_input=static_input,
-                               first_layer_sop=first_layer_sop)
-    energy.write_sop_json(path.parent, result, checkpoint=str(path), batch_size=args.batch_size)
-    print(f"test acc {result['acc']:.2%}  SOP {result['sop_m_per_sample']:.4f} M per sample "
+    result = count_sops(model, loader, task.encode, task.decode, args.sop_mode, env.device, args.limit_batches,
+                        forward=method.run_sequence, static_input=static_input, first_layer_sop=first_layer_sop,
+                        evaluator=task.make_evaluator())
+    write_sop_json(path.parent, result, checkpoint=str(path), batch_size=args.batch_size)
+    metric = task.make_evaluator().best_metric
+    print(f"test {metric} {result[metric]:.4f}  SOP {result['sop_m_per_sample']:.4f} M per sample "
           f"({result['sop_m_per_step']:.6f} M per step)  first-layer FLOP {result['first_layer_flop_m']:.4f} M  "
           f"[{args.sop_mode}, {result['n_samples']} samples]  ({path})", flush=True)
     return result

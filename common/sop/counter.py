@@ -31,8 +31,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from common.neuron.base import reset_net
+from common.batch import Batch
+from common.evaluators import Top1
 from common.registry import Registry
+from common.state import reset_net
 
 SOP_MODES = Registry("sop mode")
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -89,45 +91,38 @@ class _Record:
         return float(self.in_sum) / self.in_numel if self.in_numel else 0.0
 
 
-def stepwise_forward(model: nn.Module, x_seq: torch.Tensor) -> torch.Tensor:
-    """Drive ``model`` one step at a time (``x_seq[t:t+1]``), as online-trained models run; returns ``[T, N, ...]``."""
-    return torch.cat([model(x_seq[t:t + 1]) for t in range(x_seq.shape[0])])
-
-
-def _labels(y: torch.Tensor) -> torch.Tensor:
-    return y.argmax(-1) if y.dim() > 1 else y
-
-
 @torch.no_grad()
 def count_sops(model: nn.Module, loader, encode: Callable, decode: Callable, mode: str = "corrected",
                device: torch.device | str = "cpu", limit_batches: int | None = None,
                forward: Callable = lambda model, x_seq: model(x_seq), static_input: bool = False,
-               first_layer_sop: bool = False) -> dict:
+               first_layer_sop: bool = False, evaluator=None) -> dict:
     """Evaluate ``model`` (eval mode, fp32, ``reset_net`` before every batch) on ``loader`` and count operations.
 
-    ``loader`` yields ``(x, y, ...)``; ``encode(x) -> x_seq [T, N, ...]`` (cf10: repeat the image T times; scf10:
-    columns as steps; shd: the frames, padded), ``decode(out_seq) -> logits [N, classes]``; ``forward(model, x_seq)``
-    runs the model (``stepwise_forward`` for online models). ``static_input``: the same input is fed at every step
-    (cf10 direct encoding), so the first layer is computed once per sample. Returns ``dict(mode, acc, n_samples,
-    sop_m_per_sample, sop_m_per_step, first_layer_flop_m, first_layer, per_layer=[...])`` (M = 1e6).
+    ``loader`` yields ``(inputs, targets[, extras])`` (see ``common.batch``); ``encode(inputs) -> x_seq [T, N, ...]``
+    (cf10: repeat the image T times; scf10: columns as steps; shd: the padded frames), ``decode(out_seq, extras)``
+    -> outputs scored by ``evaluator`` (default top-1 accuracy); ``forward(model, x_seq)`` runs the model (the
+    method's ``run_sequence``, e.g. one step at a time for online models). ``static_input``: the same input is fed
+    at every step (cf10 direct encoding), so the first layer is computed once per sample.
+    Returns ``dict(mode, <evaluator metrics, e.g. acc>, n_samples, sop_m_per_sample, sop_m_per_step,
+    first_layer_flop_m, first_layer, per_layer=[...])`` (M = 1e6).
     """
-    ops_fn = SOP_MODES.get(mode)
     leaves = [(name, m) for name, m in model.named_modules() if not list(m.children())]
     records = {id(m): _Record(name, m) for name, m in leaves if isinstance(m, (*_CONVS, nn.Linear, *_POOLS))}
     counter = [0]
     handles = [rec.module.register_forward_hook(rec.hook(counter)) for rec in records.values()]
+    evaluator = evaluator if evaluator is not None else Top1()
     was_training = model.training
     model.eval()
-    correct = n_samples = 0
+    n_samples = 0
     try:
-        for i, batch in enumerate(loader):
+        for i, item in enumerate(loader):
             if limit_batches is not None and i >= limit_batches:
                 break
-            x, y = batch[0].to(device), _labels(batch[1].to(device))
+            batch = Batch.of(item).to(torch.device(device))
             reset_net(model)
-            logits = decode(forward(model, encode(x)))
-            correct += int((logits.argmax(-1) == y).sum())
-            n_samples += y.shape[0]
+            outputs = decode(forward(model, encode(batch.inputs)), batch.extras)
+            evaluator.update(outputs, batch.targets, batch.extras)
+            n_samples += batch.size
     finally:
         for handle in handles:
             handle.remove()
@@ -135,8 +130,14 @@ def count_sops(model: nn.Module, loader, encode: Callable, decode: Callable, mod
         model.train(was_training)
     if n_samples == 0:
         raise ValueError("count_sops saw no samples")
-
     previous = {id(m): leaves[k - 1][1] for k, (_, m) in enumerate(leaves) if k > 0}
+    totals = _summarise(records, previous, SOP_MODES.get(mode), mode, n_samples, static_input, first_layer_sop)
+    return dict(mode=mode, **evaluator.compute(), n_samples=n_samples, **totals)
+
+
+def _summarise(records: dict, previous: dict, ops_fn: Callable, mode: str, n_samples: int, static_input: bool,
+               first_layer_sop: bool) -> dict:
+    """Per-layer operation counts and the totals (equations in the module docstring)."""
     synaptic = sorted((r for r in records.values() if not isinstance(r.module, _POOLS) and r.first_call >= 0),
                       key=lambda r: r.first_call)
     per_layer, sop, sop_step, first_flop = [], 0.0, 0.0, 0.0
@@ -158,8 +159,7 @@ def count_sops(model: nn.Module, loader, encode: Callable, decode: Callable, mod
             sop_step += source.rate * ops
             entry.update(first_layer=False, sop_m_per_sample=source.rate * ops * steps / 1e6)
         per_layer.append(entry)
-    return dict(mode=mode, acc=correct / n_samples, n_samples=n_samples, sop_m_per_sample=sop / 1e6,
-                sop_m_per_step=sop_step / 1e6, first_layer_flop_m=first_flop / 1e6,
+    return dict(sop_m_per_sample=sop / 1e6, sop_m_per_step=sop_step / 1e6, first_layer_flop_m=first_flop / 1e6,
                 first_layer=None if first_layer_sop or not synaptic else synaptic[0].name, per_layer=per_layer)
 
 

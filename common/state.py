@@ -1,4 +1,4 @@
-"""Stateful modules and whole-model state reset."""
+"""Stateful modules (neurons, OSR norm, SHD readout) and whole-model state reset / detach."""
 from __future__ import annotations
 
 import copy

@@ -7,8 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-from common.energy import count_sops, stepwise_forward, write_sop_json
-from common.layers import SeqToANNContainer
+from common.layers import MultiStep
+from common.methods.online import stepwise_forward
+from common.sop import count_sops, write_sop_json
 
 
 class Step(nn.Module):
@@ -24,7 +25,7 @@ def tiny_mlp() -> nn.Module:
     with torch.no_grad():
         fc1.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [-1.0, 0.0]]))
         fc2.weight.copy_(torch.tensor([[1.0, 0.0, 0.0, 0.0], [0.0, 2.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]]))
-    return SeqToANNContainer(fc1, Step(), fc2)
+    return MultiStep(nn.Sequential(fc1, Step(), fc2))
 
 
 # two samples [N, T=2, 2]; spikes of fc1 (threshold 0.5):
@@ -40,7 +41,7 @@ def encode(x):
     return x.transpose(0, 1)  # [N, T, F] -> [T, N, F]
 
 
-def decode(out_seq):
+def decode(out_seq, extras=None):
     return out_seq.mean(0)
 
 
@@ -50,7 +51,7 @@ def test_mlp_corrected():
     assert r["sop_m_per_sample"] * 1e6 == pytest.approx(7 / 16 * 12 * 2)  # = 7 spikes * 3 targets / 2 samples
     assert r["sop_m_per_step"] * 1e6 == pytest.approx(7 / 16 * 12)
     assert r["first_layer_flop_m"] * 1e6 == pytest.approx(2 * 4 * 2)  # D_in D_out per step, 2 distinct steps
-    assert r["first_layer"] == "0"
+    assert r["first_layer"] == "0.0"
     fc2 = r["per_layer"][1]
     assert fc2["rate"] == pytest.approx(7 / 16) and fc2["ops_per_step"] == 12 and fc2["steps_per_sample"] == 2
 
@@ -81,10 +82,10 @@ class ConvNet(nn.Module):
 
     def __init__(self, conv=nn.Conv2d, pool=nn.AvgPool2d):
         super().__init__()
-        self.conv1 = SeqToANNContainer(conv(1, 2, 3, padding=1, bias=False), Step())
-        self.pool = SeqToANNContainer(pool(2))
-        self.conv2 = SeqToANNContainer(conv(2, 3, 3, padding=1, bias=False), Step(), nn.Flatten())
-        self.fc = SeqToANNContainer(nn.Linear(12, 5))  # 3 x 2 x 2 (4x4 images) or 3 x 4 (length 8)
+        self.conv1 = MultiStep(nn.Sequential(conv(1, 2, 3, padding=1, bias=False), Step()))
+        self.pool = MultiStep(pool(2))
+        self.conv2 = MultiStep(nn.Sequential(conv(2, 3, 3, padding=1, bias=False), Step(), nn.Flatten()))
+        self.fc = MultiStep(nn.Linear(12, 5))  # 3 x 2 x 2 (4x4 images) or 3 x 4 (length 8)
         for m in self.modules():
             if isinstance(m, (nn.Conv1d, nn.Conv2d)):
                 nn.init.constant_(m.weight, 0.2)
@@ -111,7 +112,7 @@ def test_conv2d_counts_by_shape():
     assert conv1_p["ops_per_step"] == (9 * 2 + 2) * 4  # survey quirk: only W_out survives
     assert conv2_p["ops_per_step"] == (9 * 2 * 3 + 3) * 2
     assert fc_p["ops_per_step"] == 12 * 5 + 5
-    assert conv2_p["rate_from"] == "pool.0" and conv2_c["rate_from"] == "conv2.0"
+    assert conv2_p["rate_from"] == "pool.0" and conv2_c["rate_from"] == "conv2.0.0"
     assert conv2_p["rate"] == pytest.approx(rate) and conv2_c["rate"] == pytest.approx(rate)
     fc_rate = s2.mean().item()
     expected = 2 * (rate * 9 * 2 * 3 * 4 + fc_rate * 60)
@@ -150,7 +151,7 @@ def test_paper_mode_reproduces_survey_cf10_layer_counts():
         if i in (2, 5):
             layers.append(nn.AvgPool2d(2))
     layers += [nn.Flatten(), nn.Linear(c * 64, c * 16), Step(), nn.Linear(c * 16, 10)]
-    model = SeqToANNContainer(*layers)
+    model = MultiStep(nn.Sequential(*layers))
     x = torch.randn(1, 1, 3, 32, 32)
     r = count_sops(model, [(x, torch.zeros(1, dtype=torch.long))], encode, decode, mode="paper", static_input=True)
     ops = [layer["ops_per_step"] for layer in r["per_layer"]]
