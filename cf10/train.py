@@ -24,6 +24,7 @@ def build_parser():
     p.add_argument("--ann", dest="method", action="store_const", const="ann", default=argparse.SUPPRESS,
                    help="train the ANN twin (ReLU, no time axis); same as --method ann")
     add_augment_args(p)
+    cifar10.add_args(p)
     sop.add_args(p)
     return p
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from common import checkpoint, kernels, methods, norm, optim, rundir, surrogate
+from common import checkpoint, kernels, memory, methods, norm, optim, quirks, rundir, surrogate
 from common import neuron as neurons
 from common.errors import RunInterrupted, StorageError, Terminated, TrainingStopped, UsageError, interrupt_exit_code
 
@@ -30,11 +30,14 @@ RUNTIME_FLAGS = frozenset({
     "device", "workers", "data_dir", "print_freq", "stop_after", "resume", "test_only", "check_config", "sop",
     "sop_mode", "cache_dir", "no_cache", "teacher", "cifar10_unverified",
     "out_dir", "run_name",  # where a run lives: with --resume its directory is the --resume path
+    "init_from",  # provenance of a run's first weights (args.json records the file and its hash); never reloaded
+    "memopt",  # activation-memory level: the same gradients bit for bit (common.memory)
 })
 # Flags that only shape the data flow: they may also differ when a resumed run is only evaluated (--test-only, --sop).
 EVALUATION_FLAGS = frozenset({"limit_batches", "batch_size"})
 # Runtime flags that a resumed run does not take over from the recorded run (this invocation's value or default).
-NOT_INHERITED = frozenset({"device", "stop_after", "resume", "test_only", "check_config", "sop", "sop_mode"})
+NOT_INHERITED = frozenset({"device", "stop_after", "resume", "test_only", "check_config", "sop", "sop_mode",
+                           "init_from"})
 
 
 def _alpha(text: str) -> float | None:
@@ -110,6 +113,9 @@ def base_parser(description: str, task: str | None = None, **defaults) -> Parser
     g.add_argument("--norm", default="bn", help=f"normalisation: {_names(norm.names())}")
     g.add_argument("--method", default="bptt", help=f"training rule: {_names(methods.names())}")
     g.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm across ranks under torchrun")
+    g.add_argument("--memopt", type=int, choices=sorted(memory.LEVELS), default=memory.DEFAULT_LEVEL,
+                   help="activation memory (same gradients): 0 plain, 1 spikes saved as bits + norm->neuron saved "
+                        "once, 2 also recompute each conv->norm->neuron block in backward (docs/memory.md)")
 
     g = p.add_argument_group("optimisation")
     g.add_argument("-b", "--batch-size", type=_positive_int, default=128, help="batch size per process")
@@ -149,6 +155,7 @@ def base_parser(description: str, task: str | None = None, **defaults) -> Parser
     g.add_argument("--print-freq", type=_positive_int, default=20,
                    help="update the progress bar (one host sync) every this many batches")
 
+    quirks.add_args(p.add_argument_group("survey compatibility"), task)
     for name in methods.names():
         methods.get(name).add_args(p)
     p.set_defaults(**defaults)
@@ -314,6 +321,8 @@ def apply_recorded(parser: argparse.ArgumentParser, args, argv: list[str]) -> Pa
     :class:`UsageError` listing the conflicting flags with their recorded values, or naming the recorded task when
     the run belongs to another task."""
     run_dir = resume_dir(args.resume)
+    if not (getattr(args, "test_only", False) or getattr(args, "sop", False)):  # reading a live run is fine
+        rundir.refuse_if_in_use(run_dir)
     recorded = rundir.read_args(run_dir)
     task = getattr(parser, "task", None)
     if task and recorded.get("task") not in (None, task):
@@ -351,6 +360,7 @@ def parse(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> arg
     if getattr(args, "init_from", None):
         args.init_from = str(checkpoint.find(args.init_from, checkpoint.LATEST, "--init-from"))
     validate(args)
+    quirks.check(args, getattr(parser, "task", None))
     if getattr(args, "check_config", False):
         print(f"{run_dir}: the command line requests its recorded configuration")
         raise SystemExit(0)

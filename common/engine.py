@@ -34,7 +34,7 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from common import checkpoint, distributed, methods, rundir
+from common import checkpoint, distributed, memory, methods, rundir
 from common.batch import Batch
 from common.ema import ModelEMA
 from common.errors import RunInterrupted, Terminated, TrainingStopped, UsageError
@@ -48,10 +48,12 @@ from common.task import Task, identity, keep_outputs, mean_over_time
 
 @dataclass(frozen=True)
 class Env:
-    """The device this process trains on and its place in the (possibly single-process) job."""
+    """The device this process trains on, its place in the (possibly single-process) job, and whether mixed
+    precision is on (``--amp`` on CUDA; the flag itself is recorded as given)."""
 
     device: torch.device
     dist: distributed.DistInfo
+    amp: bool = False
 
     @property
     def is_main(self) -> bool:
@@ -75,9 +77,10 @@ def setup(args) -> Env:
         raise UsageError(f"--device: {e}") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UsageError(f"--device {args.device}: no CUDA device is available (use --device cpu)")
-    if getattr(args, "amp", False) and device.type != "cuda":
+    amp = bool(getattr(args, "amp", False))
+    if amp and device.type != "cuda":
         print("note: --amp needs CUDA; training in fp32", file=sys.stderr)
-        args.amp = False
+        amp = False
     if args.deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     if args.deterministic or torch.are_deterministic_algorithms_enabled():  # the call imports torch._dynamo (slow)
@@ -90,7 +93,7 @@ def setup(args) -> Env:
             device = torch.device("cuda", info.local_rank)
         torch.cuda.set_device(device)
     seed_everything(args.seed)
-    return Env(device, info)
+    return Env(device, info, amp)
 
 
 def run_name(args, task: Task, method: Method | None = None) -> str:
@@ -424,16 +427,17 @@ def build_state(args, task: Task, env: Env, method: Method, steps_per_epoch: int
     model = task.model.to(device)
     if args.sync_bn and env.dist.distributed:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    memory.apply(model, getattr(args, "memopt", memory.DEFAULT_LEVEL))
     params = task.param_groups(model) if task.param_groups is not None else model.parameters()
     optimizer = OPTIMIZERS.get(args.opt)(params, args)
     if task.make_scheduler is not None:
         scheduler, interval = task.make_scheduler(optimizer, args, steps_per_epoch)
     else:
         scheduler, interval = SCHEDULES.get(args.lr_schedule)(optimizer, args), "epoch"
-    scaler = torch.amp.GradScaler(device.type, enabled=args.amp)
+    scaler = torch.amp.GradScaler(device.type, enabled=env.amp)
     ddp = nn.parallel.DistributedDataParallel(
         model, device_ids=[device.index] if device.type == "cuda" else None) if env.dist.distributed else model
-    ctx = StepContext(device, args.amp, scaler, ddp)
+    ctx = StepContext(device, env.amp, scaler, ddp)
     ema = ModelEMA(model, args.ema_decay, args.ema_ramp) if args.ema_decay > 0 else None
     state = TrainState(args, task, env, method, model, ddp, optimizer, scheduler, interval, scaler, ctx, ema,
                        make_warmup(args, steps_per_epoch), best_key=f"test_{task.make_evaluator().best_metric}")
@@ -473,7 +477,7 @@ def _start(args, task: Task, env: Env, state: TrainState, run_dir: Path, resume:
             rundir.append_resume_log(run_dir, sys.argv)
         return
     record = {**_json_args(args, task), "world_size": info.world_size, "device": str(env.device),
-              "host": socket.gethostname(), "backend_used": _backend_used(args, state.method, env.device)}
+              "host": socket.gethostname(), "backend_used": _backend_used(args, state.method, env.device, env.amp)}
     if getattr(args, "init_from", None):
         source = checkpoint.find(args.init_from, "checkpoint_latest.pt", "--init-from")
         state.model.load_state_dict(checkpoint.load(source, map_location=env.device)["model"])
@@ -485,11 +489,11 @@ def _start(args, task: Task, env: Env, state: TrainState, run_dir: Path, resume:
         seed_everything(args.seed + info.rank)
 
 
-def _backend_used(args, method: Method, device: torch.device) -> str | None:
+def _backend_used(args, method: Method, device: torch.device, amp: bool) -> str | None:
     """The neuron kernel that ``--backend`` resolves to on ``device`` (``auto`` resolved), for SNN methods."""
     if method.model_kind != "snn" or not hasattr(args, "neuron"):
         return None
-    return resolve_backend(NeuronConfig.from_args(args), device, torch.float16 if args.amp else torch.float32)
+    return resolve_backend(NeuronConfig.from_args(args), device, torch.float16 if amp else torch.float32)
 
 
 def _train(args, task: Task, env: Env, method: Method, run_dir: Path, resume: Path | None) -> dict:
@@ -512,14 +516,27 @@ def _train(args, task: Task, env: Env, method: Method, run_dir: Path, resume: Pa
                 checkpoint.save_run_checkpoint(snapshot, run_dir, improved)
                 print(_epoch_line(last, state, stop), flush=True)
             state.epoch += 1
+        final = _final_eval(args, task, env, run_dir, log, stop)
     finally:
         log.close()
-    return _finish(args, state, log, run_dir, last, stop, time.perf_counter() - started)
+    return _finish(args, state, log, run_dir, last, stop, time.perf_counter() - started, final)
 
 
-def _finish(args, state: TrainState, log: RunLog, run_dir: Path, last: dict, stop: int, seconds: float) -> dict:
+def _final_eval(args, task: Task, env: Env, run_dir: Path, log: RunLog, stop: int) -> dict:
+    """``task.final_eval`` (every rank) once the last epoch is done, unless ``summary.json`` exists (a finished run
+    resumed); its metrics become one more ``metrics.csv`` row (epoch = the last epoch, other columns NaN)."""
+    if task.final_eval is None or stop < args.epochs or _on_main(env, (run_dir / "summary.json").exists):
+        return {}
+    result = task.final_eval(run_dir, run_dir / checkpoint.BEST, env)
+    if env.is_main and log.columns:
+        log.log_epoch({**dict.fromkeys(log.columns, math.nan), **result, "epoch": args.epochs - 1})
+    return result
+
+
+def _finish(args, state: TrainState, log: RunLog, run_dir: Path, last: dict, stop: int, seconds: float,
+            final: dict | None = None) -> dict:
     summary_path = run_dir / "summary.json"
-    if not last and summary_path.exists():  # resumed a finished run: nothing trained, keep its summary
+    if not last and not final and summary_path.exists():  # resumed a finished run: nothing to do, keep its summary
         return json.loads(summary_path.read_text())
     key = state.best_key
     summary = {"finished": stop >= args.epochs, "best_metric": key, f"best_{key}": state.best,
@@ -528,6 +545,8 @@ def _finish(args, state: TrainState, log: RunLog, run_dir: Path, last: dict, sto
     if last:
         summary.update({f"final_{k}": v for k, v in last.items() if k.startswith(("train_", "test_"))
                         and not k.endswith("_per_s")})
+    if final:
+        summary["final_eval"] = final
     if summary["finished"]:
         log.write_summary(summary)
     if state.env.is_main:

@@ -64,6 +64,12 @@ def lock(run_dir: str | Path) -> Iterator[Path]:
         os.close(fd)  # closing the descriptor releases the lock
 
 
+def refuse_if_in_use(run_dir: str | Path) -> None:
+    """Raise :class:`RunDirInUse` when a live process holds ``run_dir``'s lock (a probe: takes and drops it)."""
+    with lock(run_dir) if Path(run_dir).is_dir() else contextlib.nullcontext():
+        pass
+
+
 def write_args_once(run_dir: str | Path, args: dict) -> Path:
     """Write ``run_dir/args.json`` (indented JSON) unless it exists: an existing one is never replaced.
 

@@ -45,7 +45,10 @@ class Task:
     outputs (and the training outputs when ``score_train``). ``param_groups(model)`` selects what the optimizer
     trains (dicts may override lr/weight_decay and carry a ``name``); ``make_scheduler(optimizer, args,
     steps_per_epoch) -> (scheduler, "epoch" | "step")`` replaces the ``--lr-schedule``. ``name_parts`` go into the
-    run name (e.g. ``("T4", "c128")``).
+    run name (e.g. ``("T4", "c128")``). ``final_eval(run_dir, best_checkpoint, env) -> {column: value}`` runs once
+    on every rank after the last epoch (e.g. COCO's pycocotools evaluation of ``checkpoint_best.pt``); the engine
+    appends its metrics as a last ``metrics.csv`` row (only columns the epoch rows have) and stores them in
+    ``summary.json`` under ``final_eval``.
     """
 
     name: str
@@ -64,6 +67,7 @@ class Task:
     make_scheduler: Callable | None = None
     model_kind: str = "snn"
     name_parts: tuple[str, ...] = field(default_factory=tuple)
+    final_eval: Callable[..., dict] | None = None
 
     def __post_init__(self):
         if self.test_loss is None:

@@ -25,6 +25,7 @@ def build_parser():
                         task="scf10", T=WIDTH)
     p.add_argument("--channels", type=int, default=128, help="conv width C (C*8 -> C*2 fc)")
     add_augment_args(p)
+    cifar10.add_args(p)
     sop.add_args(p)
     return p
 

@@ -13,7 +13,8 @@ nvidia-smi's whole-process figure and not directly comparable).
     python speed/throughput.py --device cpu                  # small CPU defaults: C = 32, batch 16, T = 4
     python speed/throughput.py --device cuda --channels 128 -b 128 --amp
 
-Writes ``throughput.csv`` and ``throughput.md`` (ours beside the survey's GPU numbers) into ``--out``.
+Writes ``throughput.csv`` and ``throughput.md`` (ours beside the survey's GPU numbers) into ``--out`` (default: a new
+folder under ``runs/throughput/``).
 A method that cannot be built is listed with the reason.
 """
 from __future__ import annotations
@@ -34,6 +35,7 @@ from common.batch import Batch
 from common.distributed import DistInfo
 from common.state import reset_net
 from common.timing import peak_memory_mb, time_call
+from speed.bench import default_out
 from speed.survey_numbers import THROUGHPUT
 
 # survey column -> flags of the task's train.py
@@ -145,7 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=3, help="timed steps per method and phase")
     p.add_argument("--threads", type=int, default=1,
                    help="CPU threads; 0 = torch's default (default 1, as in speed/bench.py)")
-    p.add_argument("--out", type=Path, default=None, help="default speed/results/<device>")
+    p.add_argument("--out", type=Path, default=None,
+                   help="output folder (default: a new runs/throughput/<device>-<date>-<time>; the committed "
+                        "speed/results/<device> change only when named here)")
     return p
 
 
@@ -155,7 +159,7 @@ def parse_args(argv=None):
     unknown = [t for t in args.tasks.split(",") if t and t not in METHODS]
     if unknown:
         parser.error(f"--tasks: unknown task(s) {', '.join(unknown)}; valid: {', '.join(METHODS)}")
-    args.out = args.out or Path(__file__).resolve().parent / "results" / torch.device(args.device).type
+    args.out = args.out or default_out(torch.device(args.device).type, Path("runs") / "throughput")
     return args
 
 

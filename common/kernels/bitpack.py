@@ -10,11 +10,11 @@ tensors when a C++ compiler is found; torch ops elsewhere (CUDA, no compiler).
 """
 from __future__ import annotations
 
+import ctypes
 import functools
 import struct
 from pathlib import Path
 
-import ctypes
 import torch
 
 from common.kernels import cpu_native

@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader
 
 from common import checkpoint, methods
 from common.errors import UsageError
-from common.sop.counter import SOP_MODES, count_sops, write_sop_json
+from common.sop.counter import SOP_MODES, SopOptions, count_sops, write_sop_json
 
 
 def add_args(parser) -> None:
@@ -42,8 +42,8 @@ def run(args, task, env, *, static_input: bool = False, first_layer_sop: bool = 
     model.load_state_dict(state["ema"]["model"] if "ema" in state else state["model"])
     loader = DataLoader(task.test_set, batch_size=args.batch_size, collate_fn=task.test_collate,
                         num_workers=args.workers)
-    result = count_sops(model, loader, task.encode, task.decode, args.sop_mode, env.device, args.limit_batches,
-                        forward=method.run_sequence, static_input=static_input, first_layer_sop=first_layer_sop,
+    options = SopOptions(args.sop_mode, args.limit_batches, static_input, first_layer_sop)
+    result = count_sops(model, loader, task.encode, task.decode, options, env.device, forward=method.run_sequence,
                         evaluator=task.make_evaluator())
     write_sop_json(path.parent, result, checkpoint=str(path), batch_size=args.batch_size)
     metric = task.make_evaluator().best_metric

@@ -91,18 +91,31 @@ class _Record:
         return float(self.in_sum) / self.in_numel if self.in_numel else 0.0
 
 
+@dataclass(frozen=True)
+class SopOptions:
+    """How to count: ``mode`` (:data:`SOP_MODES`), at most ``limit_batches`` batches, ``static_input`` (the same
+    input at every step: the first layer is computed once per sample), ``first_layer_sop`` (count the first layer
+    as SOPs too, e.g. for event-count inputs)."""
+
+    mode: str = "corrected"
+    limit_batches: int | None = None
+    static_input: bool = False
+    first_layer_sop: bool = False
+
+
+def _whole_sequence(model: nn.Module, x_seq: torch.Tensor) -> torch.Tensor:
+    return model(x_seq)
+
+
 @torch.no_grad()
-def count_sops(model: nn.Module, loader, encode: Callable, decode: Callable, mode: str = "corrected",
-               device: torch.device | str = "cpu", limit_batches: int | None = None,
-               forward: Callable = lambda model, x_seq: model(x_seq), static_input: bool = False,
-               first_layer_sop: bool = False, evaluator=None) -> dict:
+def count_sops(model: nn.Module, loader, encode: Callable, decode: Callable, options: SopOptions = SopOptions(),
+               device: torch.device | str = "cpu", forward: Callable = _whole_sequence, evaluator=None) -> dict:
     """Evaluate ``model`` (eval mode, fp32, ``reset_net`` before every batch) on ``loader`` and count operations.
 
     ``loader`` yields ``(inputs, targets[, extras])`` (see ``common.batch``); ``encode(inputs) -> x_seq [T, N, ...]``
     (cf10: repeat the image T times; scf10: columns as steps; shd: the padded frames), ``decode(out_seq, extras)``
     -> outputs scored by ``evaluator`` (default top-1 accuracy); ``forward(model, x_seq)`` runs the model (the
-    method's ``run_sequence``, e.g. one step at a time for online models). ``static_input``: the same input is fed
-    at every step (cf10 direct encoding), so the first layer is computed once per sample.
+    method's ``run_sequence``, e.g. one step at a time for online models); ``options``: :class:`SopOptions`.
     Returns ``dict(mode, <evaluator metrics, e.g. acc>, n_samples, sop_m_per_sample, sop_m_per_step,
     first_layer_flop_m, first_layer, per_layer=[...])`` (M = 1e6).
     """
@@ -116,7 +129,7 @@ def count_sops(model: nn.Module, loader, encode: Callable, decode: Callable, mod
     n_samples = 0
     try:
         for i, item in enumerate(loader):
-            if limit_batches is not None and i >= limit_batches:
+            if options.limit_batches is not None and i >= options.limit_batches:
                 break
             batch = Batch.of(item).to(torch.device(device))
             reset_net(model)
@@ -131,13 +144,14 @@ def count_sops(model: nn.Module, loader, encode: Callable, decode: Callable, mod
     if n_samples == 0:
         raise ValueError("count_sops saw no samples")
     previous = {id(m): leaves[k - 1][1] for k, (_, m) in enumerate(leaves) if k > 0}
-    totals = _summarise(records, previous, SOP_MODES.get(mode), mode, n_samples, static_input, first_layer_sop)
-    return dict(mode=mode, **evaluator.compute(), n_samples=n_samples, **totals)
+    totals = _summarise(records, previous, options, n_samples)
+    return dict(mode=options.mode, **evaluator.compute(), n_samples=n_samples, **totals)
 
 
-def _summarise(records: dict, previous: dict, ops_fn: Callable, mode: str, n_samples: int, static_input: bool,
-               first_layer_sop: bool) -> dict:
+def _summarise(records: dict, previous: dict, options: SopOptions, n_samples: int) -> dict:
     """Per-layer operation counts and the totals (equations in the module docstring)."""
+    ops_fn, mode = SOP_MODES.get(options.mode), options.mode
+    static_input, first_layer_sop = options.static_input, options.first_layer_sop
     synaptic = sorted((r for r in records.values() if not isinstance(r.module, _POOLS) and r.first_call >= 0),
                       key=lambda r: r.first_call)
     per_layer, sop, sop_step, first_flop = [], 0.0, 0.0, 0.0

@@ -262,3 +262,16 @@ def test_evaluation_of_a_run_may_change_the_data_flow_only(tmp_path):
     assert (args.limit_batches, args.batch_size) == (2, 4)
     with pytest.raises(UsageError, match=r"--limit-batches 2 \(recorded 1\)"):  # training on: refused
         cli.parse(parser(), ["--resume", str(run_dir), "--limit-batches", "2"])
+
+
+def test_resume_of_a_run_started_from_init_from(tmp_path):
+    """args.json records init_from as provenance (file and hash); a resume does not load those weights again."""
+    run_dir = make_run(tmp_path, "--lr", "0.01")
+    recorded = json.loads((run_dir / "args.json").read_text())
+    provenance = {"checkpoint": "/elsewhere/checkpoint_latest.pt", "sha256": "0" * 64}
+    (run_dir / "args.json").write_text(json.dumps({**recorded, "init_from": provenance}))
+    args = cli.parse(parser(), ["--resume", str(run_dir)])
+    assert args.init_from is None and args.lr == 0.01
+    with pytest.raises(SystemExit) as done:
+        cli.parse(parser(), ["--resume", str(run_dir), "--check-config", "--lr", "0.01"])
+    assert done.value.code == 0

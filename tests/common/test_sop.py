@@ -9,7 +9,7 @@ from torch import nn
 
 from common.layers import MultiStep
 from common.methods.online import stepwise_forward
-from common.sop import count_sops, write_sop_json
+from common.sop import SopOptions, count_sops, write_sop_json
 
 
 class Step(nn.Module):
@@ -46,7 +46,7 @@ def decode(out_seq, extras=None):
 
 
 def test_mlp_corrected():
-    r = count_sops(tiny_mlp(), LOADER, encode, decode, mode="corrected")
+    r = count_sops(tiny_mlp(), LOADER, encode, decode, SopOptions(mode="corrected"))
     assert r["acc"] == 0.5 and r["n_samples"] == 2
     assert r["sop_m_per_sample"] * 1e6 == pytest.approx(7 / 16 * 12 * 2)  # = 7 spikes * 3 targets / 2 samples
     assert r["sop_m_per_step"] * 1e6 == pytest.approx(7 / 16 * 12)
@@ -57,14 +57,14 @@ def test_mlp_corrected():
 
 
 def test_mlp_paper_and_static_input():
-    r = count_sops(tiny_mlp(), LOADER, encode, decode, mode="paper", static_input=True)
+    r = count_sops(tiny_mlp(), LOADER, encode, decode, SopOptions(mode="paper", static_input=True))
     assert r["sop_m_per_sample"] * 1e6 == pytest.approx(7 / 16 * (12 + 3) * 2)  # D_in D_out + D_out
     assert r["first_layer_flop_m"] * 1e6 == pytest.approx(2 * 4 + 4)  # counted once: same input every step
 
 
 def test_first_layer_as_sop_and_limit_batches():
     loader = [(X, Y), (X * 0, Y)]
-    r = count_sops(tiny_mlp(), loader, encode, decode, first_layer_sop=True, limit_batches=1)
+    r = count_sops(tiny_mlp(), loader, encode, decode, SopOptions(first_layer_sop=True, limit_batches=1))
     # fc1 inputs: sum 1+1+0+2 = 4 over 8 elements -> rate 0.5, ops 8, 2 steps
     assert r["first_layer"] is None and r["first_layer_flop_m"] == 0
     assert r["sop_m_per_sample"] * 1e6 == pytest.approx(0.5 * 8 * 2 + 7 / 16 * 12 * 2)
@@ -103,7 +103,7 @@ def test_conv2d_counts_by_shape():
     s2 = model.conv2(model.pool(s1))
     res = {}
     for mode in ("corrected", "paper"):
-        res[mode] = count_sops(model, [(x, torch.zeros(3, dtype=torch.long))], encode, decode, mode=mode)
+        res[mode] = count_sops(model, [(x, torch.zeros(3, dtype=torch.long))], encode, decode, SopOptions(mode=mode))
     conv1_c, conv2_c, fc_c = res["corrected"]["per_layer"]
     assert conv1_c["ops_per_step"] == 9 * 1 * 2 * 16  # k^2 C_in C_out H W
     assert conv2_c["ops_per_step"] == 9 * 2 * 3 * 4
@@ -123,7 +123,7 @@ def test_conv2d_counts_by_shape():
 def test_conv1d_paper_drops_length():
     x = torch.rand(2, 2, 1, 8)  # [N, T, C, L]
     model = ConvNet(nn.Conv1d, nn.AvgPool1d)
-    r = count_sops(model, [(x, torch.zeros(2, dtype=torch.long))], encode, decode, mode="paper")
+    r = count_sops(model, [(x, torch.zeros(2, dtype=torch.long))], encode, decode, SopOptions(mode="paper"))
     assert [layer["ops_per_step"] for layer in r["per_layer"]] == [3 * 2 + 2, 3 * 2 * 3 + 3, 12 * 5 + 5]
     r = count_sops(model, [(x, torch.zeros(2, dtype=torch.long))], encode, decode)
     assert [layer["ops_per_step"] for layer in r["per_layer"]] == [3 * 2 * 8, 3 * 2 * 3 * 4, 12 * 5]
@@ -132,7 +132,7 @@ def test_conv1d_paper_drops_length():
 def test_model_mode_restored_and_json(tmp_path):
     model = tiny_mlp().train()
     corrected = count_sops(model, LOADER, encode, decode)
-    paper = count_sops(model, LOADER, encode, decode, mode="paper")
+    paper = count_sops(model, LOADER, encode, decode, SopOptions(mode="paper"))
     assert model.training
     write_sop_json(tmp_path, corrected, checkpoint="best.pt")
     path = write_sop_json(tmp_path, paper)
@@ -153,7 +153,8 @@ def test_paper_mode_reproduces_survey_cf10_layer_counts():
     layers += [nn.Flatten(), nn.Linear(c * 64, c * 16), Step(), nn.Linear(c * 16, 10)]
     model = MultiStep(nn.Sequential(*layers))
     x = torch.randn(1, 1, 3, 32, 32)
-    r = count_sops(model, [(x, torch.zeros(1, dtype=torch.long))], encode, decode, mode="paper", static_input=True)
+    r = count_sops(model, [(x, torch.zeros(1, dtype=torch.long))], encode, decode,
+                   SopOptions(mode="paper", static_input=True))
     ops = [layer["ops_per_step"] for layer in r["per_layer"]]
     assert ops == [114_688, 4_722_688, 4_722_688, 2_361_344, 2_361_344, 2_361_344, 16_779_264, 20_490]
     assert sum(ops[1:]) == 33_329_162

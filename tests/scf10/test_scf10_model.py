@@ -31,7 +31,7 @@ def test_columns_are_time_steps():
 
 def test_paper_sop_counter_gives_the_survey_layer_numbers():
     loader = [(torch.randn(2, 3, 32, 32), torch.tensor([0, 1]))]
-    res = sop.count_sops(net(), loader, columns_as_steps, mean_over_time, mode="paper")
+    res = sop.count_sops(net(), loader, columns_as_steps, mean_over_time, sop.SopOptions(mode="paper"))
     ops = [layer["ops_per_step"] for layer in res["per_layer"]]
     assert ops == [1_280] + [49_280] * 5 + [262_400, 2_570]
     assert res["first_layer_flop_m"] == pytest.approx(32 * 1_280 / 1e6)  # the survey's 0.041
