@@ -88,11 +88,8 @@ class Parser(argparse.ArgumentParser):
                      f"{self.prog}: error: {message}\n")
 
 
-def base_parser(description: str, task: str | None = None, **defaults) -> Parser:
-    """A parser with every shared flag; ``defaults`` (dest=value) override the shared defaults for this task.
-    ``task`` (the engine task's name) lets ``--resume`` refuse a run of another task."""
-    p = Parser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter, task=task)
-    g = p.add_argument_group("neuron")
+def _neuron_args(g) -> None:
+    """The neuron model, its surrogate gradient, kernel backend and number of time steps."""
     g.add_argument("--neuron", default="lif", help=f"neuron model: {_names(neurons.names())}")
     g.add_argument("--tau", type=float, default=2.0, help="membrane time constant (LIF-like neurons)")
     g.add_argument("--v-threshold", type=float, default=1.0, help="firing threshold")
@@ -109,7 +106,9 @@ def base_parser(description: str, task: str | None = None, **defaults) -> Parser
     g.add_argument("--neuron-opt", dest="neuron_extra", type=_key_value, action="append", default=[],
                    metavar="KEY=VALUE", help="neuron-specific option (repeatable), e.g. k=4")
 
-    g = p.add_argument_group("model and training rule")
+
+def _model_args(g) -> None:
+    """Normalisation, training rule, SyncBN, activation memory."""
     g.add_argument("--norm", default="bn", help=f"normalisation: {_names(norm.names())}")
     g.add_argument("--method", default="bptt", help=f"training rule: {_names(methods.names())}")
     g.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm across ranks under torchrun")
@@ -117,7 +116,9 @@ def base_parser(description: str, task: str | None = None, **defaults) -> Parser
                    help="activation memory (same gradients): 0 plain, 1 spikes saved as bits + norm->neuron saved "
                         "once, 2 also recompute each conv->norm->neuron block in backward (docs/memory.md)")
 
-    g = p.add_argument_group("optimisation")
+
+def _optimisation_args(g) -> None:
+    """Optimizer, schedule, regularisation, mixed precision and the recipe flags of ``common.optim``."""
     g.add_argument("-b", "--batch-size", type=_positive_int, default=128, help="batch size per process")
     g.add_argument("--epochs", type=_positive_int, default=256)
     g.add_argument("--lr", type=float, default=0.1, help="learning rate")
@@ -130,7 +131,9 @@ def base_parser(description: str, task: str | None = None, **defaults) -> Parser
     g.add_argument("--amp", action="store_true", help="CUDA mixed precision: fp16 autocast + GradScaler (train only)")
     optim.add_args(g)
 
-    g = p.add_argument_group("run")
+
+def _run_args(g) -> None:
+    """Where the run lives, resume / init / evaluation, data location, device, seeds, workers."""
     g.add_argument("--out-dir", default="./logs", help="runs go to OUT_DIR/RUN_NAME/")
     g.add_argument("--run-name", default=None, help="run directory name; unset: derived from the flags")
     g.add_argument("--resume", default=None, metavar="PATH",
@@ -144,6 +147,13 @@ def base_parser(description: str, task: str | None = None, **defaults) -> Parser
                         "checkpoint_latest.pt); optimizer, schedule and epochs start afresh")
     g.add_argument("--stop-after", type=_positive_int, default=None, metavar="EPOCHS",
                    help="stop once this many epochs are done (the schedule still spans --epochs)")
+    g.add_argument("--early-stop-patience", type=int, default=0, metavar="N",
+                   help="stop once --early-stop-on has not improved for N epochs in a row (0: never)")
+    g.add_argument("--early-stop-on", default="test_loss", metavar="COLUMN",
+                   help="metrics.csv column watched by --early-stop-patience: lower is better for a *loss column, "
+                        "higher for the others")
+    g.add_argument("--keep-top", type=int, default=0, metavar="K",
+                   help="also keep the K best epochs by the best test metric as checkpoint_top_epochNNN.pt (0: none)")
     g.add_argument("--test-only", action="store_true", help="evaluate the --resume checkpoint and exit")
     g.add_argument("--data-dir", default="./data", help="dataset root")
     g.add_argument("--device", default=default_device(), help="cuda, cuda:N or cpu")
@@ -155,6 +165,15 @@ def base_parser(description: str, task: str | None = None, **defaults) -> Parser
     g.add_argument("--print-freq", type=_positive_int, default=20,
                    help="update the progress bar (one host sync) every this many batches")
 
+
+def base_parser(description: str, task: str | None = None, **defaults) -> Parser:
+    """A parser with every shared flag; ``defaults`` (dest=value) override the shared defaults for this task.
+    ``task`` (the engine task's name) lets ``--resume`` refuse a run of another task."""
+    p = Parser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter, task=task)
+    _neuron_args(p.add_argument_group("neuron"))
+    _model_args(p.add_argument_group("model and training rule"))
+    _optimisation_args(p.add_argument_group("optimisation"))
+    _run_args(p.add_argument_group("run"))
     quirks.add_args(p.add_argument_group("survey compatibility"), task)
     for name in methods.names():
         methods.get(name).add_args(p)
@@ -185,6 +204,8 @@ VALUE_CHECKS: dict[str, tuple[Callable[[float], bool], str]] = {
     "channels": (lambda v: v > 0, "> 0"),
     "hidden": (lambda v: v > 0, "> 0"),
     "workers": (lambda v: v >= 0, ">= 0"),
+    "early_stop_patience": (lambda v: v >= 0, ">= 0"),
+    "keep_top": (lambda v: v >= 0, ">= 0"),
 }
 
 
