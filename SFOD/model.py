@@ -36,9 +36,10 @@ from common.norm import build_norm
 ASPECT_RATIOS = ((2,), (2, 3), (2, 3), (2, 3), (2,), (2,))
 EXTRAS = (640, 320, 320)
 # The survey's SFOD neuron settings that differ from the NeuronConfig defaults (tau 2, ATan alpha 2, hard reset to
-# 0, detach_reset, decay_input): keys of NeuronConfig.extra and, for BlockALIF, its FastSigmoid(10) surrogate.
-SURVEY_NEURON_EXTRA = {"clif": {"clif_sigmoid_carry": True}, "sliding_psn": {"k": 3},
-                       "online_lif": {"ots_batch_eval": True}, "blockalif": {"b_init": 1.8, "latency": 1}}
+# 0, detach_reset, decay_input): keys of NeuronConfig.extra and, for BlockALIF, its FastSigmoid(10) surrogate. What
+# the survey's code did differently from the papers (CLIF's sigmoid carry, the online LIF's batch thresholds in eval,
+# BlockALIF's frozen b, OSR's statistics) are survey quirks, ``--survey-quirk NAME`` (SFOD.survey.QUIRKS).
+SURVEY_NEURON_EXTRA = {"sliding_psn": {"k": 3}, "blockalif": {"latency": 1}}
 SURVEY_SURROGATE = {"blockalif": ("fast_sigmoid", 10.0)}
 
 
@@ -57,7 +58,7 @@ class Parts:
     """Factories of one model: ``norm(C)`` (time-aware), ``neuron((C, H, W))``."""
 
     def __init__(self, cfg: NeuronConfig, norm: str, T: int):
-        self.norm = lambda c: build_norm(norm, c, T, 2)
+        self.norm = lambda c: build_norm(norm, c, T, 2, cfg.quirks)
         self.neuron = lambda features: build_neuron(cfg, tuple(features))
 
 

@@ -23,7 +23,8 @@ MODELS = Registry("model kind")
 class CIFAR10Net(nn.Sequential):
     """The topology above; ``wrap`` makes a stateless layer time-aware (``MultiStep`` for the SNN),
     ``norm(C)`` and ``act(features)`` build the normalisation and the activation of each block, ``fc_norm(F)`` (if
-    given) a normalisation between the hidden Linear and its activation (tandem's LinearBN).
+    given) a normalisation between the hidden Linear and its activation (tandem's LinearBN); ``conv_bias`` gives the
+    convs a bias (tandem's authors' layers).
 
     :meth:`activation_layers` lists the 7 activations (6 conv + 1 fc) in order: neurons in the SNN, ReLUs in the
     ANN, matched by index (hook them for feature distillation).
@@ -31,12 +32,12 @@ class CIFAR10Net(nn.Sequential):
 
     def __init__(self, channels: int = 128, num_classes: int = 10, *, wrap: Callable[[nn.Module], nn.Module],
                  norm: Callable[[int], nn.Module], act: Callable[[tuple[int, ...]], nn.Module],
-                 fc_norm: Callable[[int], nn.Module] | None = None):
+                 fc_norm: Callable[[int], nn.Module] | None = None, conv_bias: bool = False):
         layers, acts = [], []
         c_in, size = 3, 32
         for _ in range(2):
             for _ in range(3):
-                layers += [wrap(nn.Conv2d(c_in, channels, 3, padding=1, bias=False)), norm(channels)]
+                layers += [wrap(nn.Conv2d(c_in, channels, 3, padding=1, bias=conv_bias)), norm(channels)]
                 acts.append(len(layers))
                 layers.append(act((channels, size, size)))
                 c_in = channels
@@ -59,7 +60,7 @@ class CIFAR10Net(nn.Sequential):
 def snn(args) -> CIFAR10Net:
     """Multi-step SNN: neurons from ``--neuron`` (and its flags), norms from ``--norm`` over ``[T, N, C, H, W]``."""
     cfg = NeuronConfig.from_args(args)
-    return CIFAR10Net(args.channels, wrap=MultiStep, norm=lambda c: build_norm(args.norm, c, args.T, 2),
+    return CIFAR10Net(args.channels, wrap=MultiStep, norm=lambda c: build_norm(args.norm, c, args.T, 2, cfg.quirks),
                       act=lambda features: build_neuron(cfg, features))
 
 
@@ -73,14 +74,16 @@ def ann(args) -> CIFAR10Net:
 def tandem(args) -> nn.Sequential:
     """Tandem learning's network (``--method tandem``, survey §2.13): the SNN topology with soft-reset IF neurons and
     BN, whatever ``--neuron``/``--norm`` say, plus a BN after the hidden Linear (the authors' LinearBN1d_if); each
-    Conv/Linear -> BN -> IF block is fused by ``common.methods.tandem.to_tandem``."""
+    Conv/Linear -> BN -> IF block is fused by ``common.methods.tandem.to_tandem`` (survey quirks
+    ``tandem_authors_layers``, ``tandem_count_readout``: see there)."""
     from common.methods.tandem import to_tandem
 
     cfg = NeuronConfig.from_args(args, name="if", v_reset=None)
+    authors = cfg.quirk("tandem_authors_layers")
     net = CIFAR10Net(args.channels, wrap=MultiStep, norm=lambda c: build_norm("bn", c, args.T, 2),
                      act=lambda features: build_neuron(cfg, features),
-                     fc_norm=lambda f: build_norm("bn", f, args.T, 1))
-    return to_tandem(net, args.tandem_bn_momentum)
+                     fc_norm=lambda f: build_norm("bn", f, args.T, 1), conv_bias=authors)
+    return to_tandem(net, args.tandem_bn_momentum, authors, cfg.quirk("tandem_count_readout"))
 
 
 def build(args, kind: str = "snn") -> nn.Module:

@@ -14,6 +14,7 @@ classes that have ground truth of AP at 0.5 / of the mean AP over the ten thresh
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -84,15 +85,17 @@ def fitness(ap50: float, ap: float) -> float:
 
 class YoloAP:
     """Evaluator (engine protocol): ``update(outputs, targets, extras)`` per batch (outputs = per-level
-    ``[N, na, H, W, no]``), ``compute() -> {"P", "R", "AP50", "AP", "fitness"}`` over all ranks;
-    ``best_metric = "fitness"``."""
+    ``[N, na, H, W, no]``), ``compute() -> {"P", "R", "AP50", "AP", "fitness"}`` over all ranks (plus NaN
+    for each ``placeholders`` key); ``best_metric = "fitness"``."""
 
     best_metric = "fitness"
 
     def __init__(self, anchors: torch.Tensor, strides: Sequence[float], conf: float = postprocess.CONF_THRES,
-                 iou: float = postprocess.IOU_VAL, max_det: int = postprocess.MAX_DET):
+                 iou: float = postprocess.IOU_VAL, max_det: int = postprocess.MAX_DET,
+                 placeholders: Sequence[str] = ()):
         self.anchors, self.strides = anchors, strides
         self.conf, self.iou, self.max_det = conf, iou, max_det
+        self.placeholders = tuple(placeholders)  # keys reported as NaN (metrics.csv columns of the final evaluation)
         self.stats: list[tuple[np.ndarray, ...]] = []
 
     @torch.no_grad()
@@ -106,12 +109,18 @@ class YoloAP:
                                det[:, 5].cpu().numpy(), labels.cpu().numpy()))
 
     def compute(self) -> dict[str, float]:
+        return {**self._scores(), **{k: math.nan for k in self.placeholders if k not in _KEYS}}
+
+    def _scores(self) -> dict[str, float]:
         stats = [s for part in distributed.all_gather_object(self.stats) for s in part]
         if not stats:
-            return dict(P=0.0, R=0.0, AP50=0.0, AP=0.0, fitness=0.0)
+            return dict.fromkeys(_KEYS, 0.0)
         tp, conf, pred_cls, target_cls = (np.concatenate(x, 0) for x in zip(*stats))
         if not len(target_cls):
-            return dict(P=0.0, R=0.0, AP50=0.0, AP=0.0, fitness=0.0)
+            return dict.fromkeys(_KEYS, 0.0)
         p, r, ap, _ = ap_per_class(tp, conf, pred_cls, target_cls)
         ap50, ap_all = float(ap[:, 0].mean()), float(ap.mean(1).mean())
         return dict(P=float(p.mean()), R=float(r.mean()), AP50=ap50, AP=ap_all, fitness=fitness(ap50, ap_all))
+
+
+_KEYS = ("P", "R", "AP50", "AP", "fitness")

@@ -4,15 +4,20 @@
     no_decay (g0): BatchNorm2d weights (TEBN's inner BN included) and OSR ``gamma``
     bias     (g2): every module attribute ``bias`` that is a Parameter (Detect, BN, Sliding-PSN) and OSR ``beta``
 
-Everything else is never optimised -- notably TEBN's per-step scale ``p`` (so the survey's COCO "TEBN" equals BN)
-and BlockALIF's ``beta/p/b``. Group names match :func:`common.optim.decay_groups` (the warm-up starts the ``bias``
-group at ``--warmup-bias-lr``).
+In the survey everything else is never optimised -- notably TEBN's per-step scale ``p`` (so the survey's COCO
+"TEBN" equals BN) and BlockALIF's ``beta/p/b``; :func:`param_groups` adds them to ``no_decay`` unless
+``--survey-quirk frozen_tebn_p``. Group names match :func:`common.optim.decay_groups` (the warm-up starts the
+``bias`` group at ``--warmup-bias-lr``).
 """
 from __future__ import annotations
 
 from torch import nn
 
+from common import quirks
 from common.norm import OSR
+
+quirks.register("frozen_tebn_p", "optimise only what YOLOv5's grouping collects: TEBN's per-step scale p (so TEBN "
+                "equals BN) and BlockALIF's beta/p/b keep their initial values", tasks=("coco",))
 
 
 def survey_param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
@@ -29,6 +34,21 @@ def survey_param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
             groups["bias"].append(m.beta)
     return [{"params": params, "weight_decay": weight_decay if name == "decay" else 0.0, "name": name}
             for name, params in groups.items() if params]
+
+
+def param_groups(model: nn.Module, weight_decay: float, survey: bool = False) -> list[dict]:
+    """:func:`survey_param_groups`; unless ``survey``, every other trainable parameter joins ``no_decay``."""
+    groups = survey_param_groups(model, weight_decay)
+    if survey:
+        return groups
+    held = {id(p) for g in groups for p in g["params"]}
+    rest = [p for p in model.parameters() if p.requires_grad and id(p) not in held]
+    no_decay = [g for g in groups if g["name"] == "no_decay"]
+    if no_decay:
+        no_decay[0]["params"].extend(rest)
+    elif rest:
+        groups.append({"params": rest, "weight_decay": 0.0, "name": "no_decay"})
+    return groups
 
 
 def unoptimised(model: nn.Module, groups: list[dict]) -> list[str]:

@@ -82,6 +82,15 @@ class Parser(argparse.ArgumentParser):
     def __init__(self, *args, task: str | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.task = task
+        # dest -> f(namespace): a default that depends on other flags, filled in where the flag parsed as None
+        self.derived_defaults: dict[str, Callable[[argparse.Namespace], object]] = {}
+
+    def parse_args(self, args=None, namespace=None):
+        namespace = super().parse_args(args, namespace)
+        for dest, derive in self.derived_defaults.items():
+            if getattr(namespace, dest, None) is None:
+                setattr(namespace, dest, derive(namespace))
+        return namespace
 
     def error(self, message: str):
         self.exit(2, f"usage: {self.prog} [options]  (all options: {self.prog} --help)\n"
@@ -129,6 +138,8 @@ def _optimisation_args(g) -> None:
     g.add_argument("--label-smoothing", type=float, default=0.1)
     g.add_argument("--clip-grad-norm", type=float, default=None, help="clip the gradient norm to this value")
     g.add_argument("--amp", action="store_true", help="CUDA mixed precision: fp16 autocast + GradScaler (train only)")
+    g.add_argument("--skip-nonfinite", action="store_true",
+                   help="without AMP, skip an optimizer step whose gradient norm is inf/NaN, as AMP's GradScaler does")
     optim.add_args(g)
 
 

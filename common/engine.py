@@ -25,7 +25,7 @@ import resource
 import socket
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -208,6 +208,15 @@ class TrainState:
     best: float = -math.inf
     best_epoch: int = -1
     best_key: str = "test_acc"
+    stop_best: float = math.nan  # --early-stop-patience: best value of --early-stop-on (negated unless a loss)
+    stop_wait: int = 0  # epochs since it last improved
+    top: list = field(default_factory=list)  # --keep-top: [[best-metric value, epoch], ...] of the kept epochs
+    skipped_steps: int = 0  # --skip-nonfinite: optimizer steps skipped in this process
+
+    @property
+    def stopped_early(self) -> bool:
+        patience = getattr(self.args, "early_stop_patience", 0)
+        return bool(patience) and self.stop_wait >= patience
 
     @property
     def eval_model(self) -> nn.Module:
@@ -227,6 +236,7 @@ class TrainState:
             **({"ema": self.ema.state_dict()} if self.ema is not None else {}),
             "epoch": self.epoch, "iteration": self.iteration, "last_step": self.last_step,
             "best_value": self.best, "best_epoch": self.best_epoch, "task": task_name,
+            "early_stop": [self.stop_best, self.stop_wait], "top": self.top,
             "rng": distributed.all_gather_object(checkpoint.rng_state()), "args": args_json,
         }
 
@@ -240,20 +250,29 @@ class TrainState:
         self.epoch = ckpt["epoch"] + 1
         self.iteration, self.last_step = ckpt["iteration"], ckpt["last_step"]
         self.best, self.best_epoch = ckpt["best_value"], ckpt["best_epoch"]
+        self.stop_best, self.stop_wait = ckpt.get("early_stop", (math.nan, 0))
+        self.top = [list(entry) for entry in ckpt.get("top", [])]
 
 
 def optimizer_step(state: TrainState, iteration: int) -> None:
     """Unscale and clip (``--clip-grad-norm``), step the optimizer through the GradScaler, update the scaler and
     the EMA, step a per-step schedule, zero the gradients; ``iteration`` is the batch that completed the step."""
     args = state.args
-    if args.clip_grad_norm:
+    skip_nonfinite = getattr(args, "skip_nonfinite", False)
+    skip = False
+    if args.clip_grad_norm or skip_nonfinite:
         state.scaler.unscale_(state.optimizer)
         params = [p for group in state.optimizer.param_groups for p in group["params"]]
-        nn.utils.clip_grad_norm_(params, args.clip_grad_norm)
-    state.scaler.step(state.optimizer)
+        norm = nn.utils.clip_grad_norm_(params, args.clip_grad_norm or math.inf)
+        # without AMP nothing else stops an inf/NaN gradient from reaching the weights (the GradScaler skips those)
+        skip = skip_nonfinite and not state.scaler.is_enabled() and not bool(torch.isfinite(norm))
+    if skip:
+        state.skipped_steps += 1
+    else:
+        state.scaler.step(state.optimizer)
     state.scaler.update()
     state.optimizer.zero_grad(set_to_none=True)
-    if state.ema is not None:
+    if state.ema is not None and not skip:
         state.ema.update(state.model)
     if state.interval == "step":
         state.scheduler.step()
@@ -316,7 +335,7 @@ def train_one_epoch(state: TrainState, loader, n_batches: int, on_bad: str = "")
     meter = _LossMeter(state.env.device)
     scorer = task.make_evaluator() if task.score_train else None
     bar = _bar(n_batches, f"epoch {state.epoch + 1}/{args.epochs} train")
-    start, pending = time.perf_counter(), 0
+    start, pending, skipped = time.perf_counter(), 0, state.skipped_steps
     for i, item in enumerate(itertools.islice(loader, n_batches)):
         batch = Batch.of(item).to(state.env.device)
         out = train_step(state, batch)
@@ -334,6 +353,9 @@ def train_one_epoch(state: TrainState, loader, n_batches: int, on_bad: str = "")
             pending = 0
     if state.iteration - 1 > state.last_step:
         optimizer_step(state, state.iteration - 1)
+    if state.skipped_steps > skipped and distributed.is_main():
+        print(f"note: epoch {state.epoch + 1}: {state.skipped_steps - skipped} optimizer step(s) skipped for a "
+              "non-finite gradient norm (--skip-nonfinite)", file=sys.stderr, flush=True)
     _sync(state.env.device)
     seconds = time.perf_counter() - start
     bar.close()
@@ -505,31 +527,86 @@ def _train(args, task: Task, env: Env, method: Method, run_dir: Path, resume: Pa
     stop = min(args.epochs, args.stop_after or args.epochs)
     started, last = time.perf_counter(), {}
     try:
-        while state.epoch < stop:
+        while state.epoch < stop and not state.stopped_early:
             last = _run_epoch(state, train_loader, test_loader, n_train, n_test, run_dir)
             improved = last[state.best_key] > state.best
             if improved:
                 state.best, state.best_epoch = last[state.best_key], state.epoch
+            _watch_early_stop(state, last)
+            kept, dropped = _rank_top(state, last[state.best_key])
             log.log_epoch(last)
             snapshot = state.state_dict(task.name, _json_args(args, task))
             if env.is_main:
-                checkpoint.save_run_checkpoint(snapshot, run_dir, improved)
+                latest = checkpoint.save_run_checkpoint(snapshot, run_dir, improved)
+                _keep_top_files(run_dir, latest, state.epoch if kept else None, dropped)
                 print(_epoch_line(last, state, stop), flush=True)
+                if state.stopped_early:
+                    print(f"early stop: {args.early_stop_on} has not improved for {state.stop_wait} epochs",
+                          flush=True)
             state.epoch += 1
-        final = _final_eval(args, task, env, run_dir, log, stop)
+        finished = stop >= args.epochs or state.stopped_early
+        final = _final_eval(args, task, env, run_dir, log, finished, state.epoch - 1)
     finally:
         log.close()
     return _finish(args, state, log, run_dir, last, stop, time.perf_counter() - started, final)
 
 
-def _final_eval(args, task: Task, env: Env, run_dir: Path, log: RunLog, stop: int) -> dict:
+def _watch_early_stop(state: TrainState, row: dict) -> None:
+    """``--early-stop-patience``: count the epochs since ``--early-stop-on`` last improved (strictly: lower for a
+    ``*loss`` column, higher otherwise), as Lightning's ``EarlyStopping``; ``state.stopped_early`` once the count
+    reaches the patience."""
+    args = state.args
+    if not getattr(args, "early_stop_patience", 0):
+        return
+    key = args.early_stop_on
+    if key not in row:
+        raise UsageError(f"--early-stop-on {key}: not a metrics.csv column of this task; valid: "
+                         f"{', '.join(k for k in row if k.startswith(('train_', 'test_')))}")
+    value = row[key] if key.endswith("loss") else -row[key]
+    if math.isnan(state.stop_best) or value < state.stop_best:
+        state.stop_best, state.stop_wait = value, 0
+    else:
+        state.stop_wait += 1
+
+
+def _rank_top(state: TrainState, value: float) -> tuple[bool, list[int]]:
+    """``--keep-top K``: whether this epoch joins the K best by the best metric (once K are kept, only when strictly
+    better than the worst, which is dropped; the oldest of equal worst ones first, as Lightning's
+    ``ModelCheckpoint(save_top_k=K)``), and the epochs dropped."""
+    k = getattr(state.args, "keep_top", 0)
+    if not k:
+        return False, []
+    dropped = []
+    if len(state.top) >= k:
+        worst = min(state.top, key=lambda entry: entry[0])
+        if not value > worst[0]:
+            return False, []
+        state.top.remove(worst)
+        dropped.append(worst[1])
+    state.top.append([value, state.epoch])
+    return True, dropped
+
+
+def top_checkpoint_name(epoch: int) -> str:
+    """File name of a ``--keep-top`` checkpoint (0-based epoch, as in ``metrics.csv``)."""
+    return f"checkpoint_top_epoch{epoch:03d}.pt"
+
+
+def _keep_top_files(run_dir: Path, latest: Path, kept: int | None, dropped: list[int]) -> None:
+    if kept is not None:
+        checkpoint._link_or_copy(latest, run_dir / top_checkpoint_name(kept))
+    for epoch in dropped:
+        (run_dir / top_checkpoint_name(epoch)).unlink(missing_ok=True)
+
+
+def _final_eval(args, task: Task, env: Env, run_dir: Path, log: RunLog, finished: bool, last_epoch: int) -> dict:
     """``task.final_eval`` (every rank) once the last epoch is done, unless ``summary.json`` exists (a finished run
     resumed); its metrics become one more ``metrics.csv`` row (epoch = the last epoch, other columns NaN)."""
-    if task.final_eval is None or stop < args.epochs or _on_main(env, (run_dir / "summary.json").exists):
+    if task.final_eval is None or not finished or _on_main(env, (run_dir / "summary.json").exists):
         return {}
     result = task.final_eval(run_dir, run_dir / checkpoint.BEST, env)
     if env.is_main and log.columns:
-        log.log_epoch({**dict.fromkeys(log.columns, math.nan), **result, "epoch": args.epochs - 1})
+        log.log_epoch({**dict.fromkeys(log.columns, math.nan), **result, "epoch": last_epoch})
     return result
 
 
@@ -539,9 +616,13 @@ def _finish(args, state: TrainState, log: RunLog, run_dir: Path, last: dict, sto
     if not last and not final and summary_path.exists():  # resumed a finished run: nothing to do, keep its summary
         return json.loads(summary_path.read_text())
     key = state.best_key
-    summary = {"finished": stop >= args.epochs, "best_metric": key, f"best_{key}": state.best,
-               "best_epoch": state.best_epoch, "epochs": args.epochs, "epochs_done": max(stop, state.epoch),
-               "run_dir": str(run_dir)}
+    summary = {"finished": stop >= args.epochs or state.stopped_early, "best_metric": key,
+               f"best_{key}": state.best, "best_epoch": state.best_epoch, "epochs": args.epochs,
+               "epochs_done": state.epoch if state.stopped_early else max(stop, state.epoch), "run_dir": str(run_dir)}
+    if state.stopped_early:
+        summary["stopped_early"] = True
+    if state.top:
+        summary["top_checkpoints"] = {top_checkpoint_name(epoch): value for value, epoch in state.top}
     if last:
         summary.update({f"final_{k}": v for k, v in last.items() if k.startswith(("train_", "test_"))
                         and not k.endswith("_per_s")})
@@ -588,7 +669,7 @@ def _epoch_line(row: dict, state: TrainState, stop: int) -> str:
     1-based epoch numbers; ``metrics.csv`` keeps the 0-based index)."""
     eta = round((stop - 1 - row["epoch"]) * row["epoch_time_s"])
     scores = "  ".join(f"{k.replace('_', ' ', 1)} {v:.4g}" for k, v in row.items()
-                       if k.startswith(("train_", "test_")) and not k.endswith("_per_s"))
+                       if k.startswith(("train_", "test_")) and not k.endswith("_per_s") and not math.isnan(v))
     return (f"epoch {row['epoch'] + 1}/{state.args.epochs}  {scores}  best {state.best:.4g} (epoch "
             f"{state.best_epoch + 1})  lr {row['lr']:.3g}  {row['train_samples_per_s']:.0f}/"
             f"{row['test_samples_per_s']:.0f} samples/s  {row['epoch_time_s']:.1f} s  "

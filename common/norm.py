@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from common import quirks as survey_quirks
 from common.layers import MultiStep
 from common.registry import Registry
 from common.state import MemoryModule
@@ -25,8 +26,14 @@ def bn(num_features: int, T: int, dim: int = 2) -> nn.Module:
     return MultiStep(batch_norm(num_features, dim))
 
 
-def build_norm(name: str, num_features: int, T: int, dim: int = 2) -> nn.Module:
-    return NORMS.get(name)(num_features, T, dim)
+def build_norm(name: str, num_features: int, T: int, dim: int = 2, quirks=frozenset()) -> nn.Module:
+    """The norm ``name``; ``quirks`` (survey quirk names, ``--survey-quirk``) reach the modules that define
+    ``use_quirks(quirks)`` (OSR)."""
+    module = NORMS.get(name)(num_features, T, dim)
+    for m in module.modules():
+        if hasattr(m, "use_quirks"):
+            m.use_quirks(frozenset(quirks))
+    return module
 
 
 def names() -> list[str]:
@@ -67,14 +74,22 @@ class OSR(MemoryModule):
     batch) the sequence statistics ``mean = sum mu / n``, ``var = sum (var + mu^2) / n - mean^2`` (n = steps seen)
     update ``run <- run + (1 - m)(stat - run)`` with ``m = 1 - 0.1/T``, i.e. an EMA rate of 0.1/T per batch.
     Eval: ``y = gamma (x - run_mean) / sqrt(run_var + eps) + beta``.
+
+    Survey quirks (:meth:`use_quirks`): ``osr_stats_over_T`` divides the sums by the constant ``T`` instead of the
+    steps seen (``n = T``; differs for batches shorter than T, e.g. SHD); ``osr_fold_next_batch`` folds a batch's
+    statistics only at the first training step of the next batch, so the last training batch before an evaluation
+    is not in the running statistics used by that evaluation.
     """
 
     needs_fixed_T = False
+    stats_over_T = False
+    fold_next_batch = False
 
     def __init__(self, num_features: int, T: int, dim: int = 2, eps: float = 1e-5, bound: float = 5.0):
         super().__init__()
         self.num_features, self.eps, self.bound = num_features, eps, bound
-        self.momentum = 1.0 - 0.1 / T
+        self.T, self.momentum = T, 1.0 - 0.1 / T
+        self.pending = None  # (sum_mean, sum_sq, steps) awaiting the next training step (osr_fold_next_batch)
         self.gamma = nn.Parameter(torch.ones(num_features))
         self.beta = nn.Parameter(torch.zeros(num_features))
         self.register_buffer("run_mean", torch.zeros(num_features))
@@ -83,18 +98,28 @@ class OSR(MemoryModule):
         self.register_memory("sum_sq", 0.0)
         self.register_memory("steps", 0)
 
+    def use_quirks(self, quirks: frozenset) -> None:
+        self.stats_over_T = "osr_stats_over_T" in quirks
+        self.fold_next_batch = "osr_fold_next_batch" in quirks
+
     @torch.no_grad()
-    def update_running_stats(self) -> None:
-        """Fold the accumulated statistics of the last sequence into ``run_mean``/``run_var`` (no-op if none)."""
-        if self.steps == 0:
+    def update_running_stats(self, sums=None) -> None:
+        """Fold the accumulated statistics ``sums = (sum_mean, sum_sq, steps)`` (default: of the last sequence) into
+        ``run_mean``/``run_var`` (no-op if none)."""
+        sum_mean, sum_sq, steps = sums or (self.sum_mean, self.sum_sq, self.steps)
+        if steps == 0:
             return
-        mean = self.sum_mean / self.steps
-        var = self.sum_sq / self.steps - mean.square()
+        n = self.T if self.stats_over_T else steps
+        mean = sum_mean / n
+        var = sum_sq / n - mean.square()
         self.run_mean += (1.0 - self.momentum) * (mean - self.run_mean)
         self.run_var += (1.0 - self.momentum) * (var - self.run_var)
 
     def reset(self) -> None:
-        self.update_running_stats()
+        if not self.fold_next_batch:
+            self.update_running_stats()
+        elif self.steps:
+            self.pending = (self.sum_mean, self.sum_sq, self.steps)
         super().reset()
 
     def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
@@ -104,6 +129,9 @@ class OSR(MemoryModule):
         run_mean, run_std = self.run_mean.view(shape), (self.run_var.view(shape) + self.eps).sqrt()
         if not self.training:
             return (gamma * (x - run_mean) / run_std + beta).to(x_seq.dtype)
+        if self.pending is not None:  # osr_fold_next_batch: the previous training batch, folded only now
+            self.update_running_stats(self.pending)
+            self.pending = None
         dims = [1, *range(3, x.dim())]
         mean, var = x.mean(dims, keepdim=True), x.var(dims, keepdim=True)
         std = (var + self.eps).sqrt()
@@ -118,6 +146,12 @@ class OSR(MemoryModule):
 
 
 NORMS.register("osr", OSR)
+survey_quirks.register("osr_stats_over_T", "OSR divides its accumulated per-batch statistics by the constant T "
+                       "(-T) instead of the steps seen (x T/T_batch on the running statistics of shorter batches)",
+                       ("cf10", "scf10", "shd", "ncars", "sfod", "coco"))
+survey_quirks.register("osr_fold_next_batch", "OSR folds a training batch's statistics into its running statistics "
+                       "only at the next training batch, so the last batch before an evaluation is missing there",
+                       ("cf10", "scf10", "shd", "ncars", "sfod", "coco"))
 
 # The modules that registry norms are made of (``bn`` is a MultiStep around a BatchNorm): common.memory recomputes a
 # norm together with the neuron after it instead of saving both their inputs.

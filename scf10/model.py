@@ -30,7 +30,7 @@ class SeqCIFAR10Net(nn.Sequential):
         for _ in range(2):
             for _ in range(3):
                 layers += [MultiStep(nn.Conv1d(c_in, channels, 3, padding=1, bias=False)),
-                           build_norm(norm, channels, cfg.T, 1)]
+                           build_norm(norm, channels, cfg.T, 1, cfg.quirks)]
                 acts.append(len(layers))
                 layers.append(build_neuron(cfg, (channels, length)))
                 c_in = channels

@@ -9,19 +9,21 @@ Each PATH is a run directory, a folder searched recursively, or a CSV file. Reco
 * speed CSVs of ``speed/bench.py`` (columns ``impl, mode, T, N, median_ms, ...``);
 * the surrogate sweep CSV of ``scripts/digits_sweep.py``.
 
-Written to ``--out`` (default ``results``): for every table of ``scripts/survey_tables.json`` (accuracy, SOP,
+Written to ``--out`` (default ``results``): for every table of the table of record ``common/survey`` (accuracy, SOP,
 train/test speed, memory, ...) ``<table>.md``, ``<table>.csv`` and, when we have numbers, ``<table>.png``;
 ``surrogates.{md,csv,png}`` (best accuracy per surrogate and alpha), ``speed.{md,csv,png}``, ``runs.csv`` (every run,
 its survey column and status) and ``tables.md`` (everything in one file).
 
 A cell of a survey table = the *finished* runs of one (task, survey column) trained with the survey's surrogate
-(``survey_settings``). Runs that differ only in bookkeeping flags (``--seed``, paths, devices) form one
+(``survey_settings``); a run's column is the first cell of its task whose ``--neuron/--norm/--method`` it has
+(``common.survey.cell_of``). Runs that differ only in bookkeeping flags (``--seed``, paths, devices) form one
 configuration and are averaged: mean ± sample std (ddof 1) over n runs. If several configurations map to one cell,
 the one with the best mean accuracy is shown (all tables use that same configuration). Unfinished runs (no
 ``summary.json`` or fewer epochs than ``args.epochs``) never enter a mean: they are listed apart. A seed counts once:
 run directories found twice (overlapping PATHs) or two runs of one configuration and seed give one value (the
 finished one with most epochs; runs.csv marks the others "duplicate"). Runs whose T, width or epochs differ from
-the survey's setting of their cell are marked ``*`` in the cell and listed in runs.csv's ``differs`` column.
+the survey's setting of their cell, or whose ``--survey-quirk`` list differs from the cell's, are marked ``*`` in
+the cell and listed in runs.csv's ``differs`` column.
 """
 from __future__ import annotations
 
@@ -33,9 +35,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from common import survey as record
 from common.runlog import read_metrics
-
-SURVEY_FILE = Path(__file__).with_name("survey_tables.json")
 
 # Flags that never change what is trained: runs differing only in these are seeds of one configuration.
 BOOKKEEPING = frozenset({
@@ -43,22 +44,6 @@ BOOKKEEPING = frozenset({
     "local_rank", "world_size", "dist_url", "print_freq", "teacher", "stop_after", "test_only",
 })
 ARG_DEFAULTS = {"neuron": "lif", "norm": "bn", "method": "bptt", "sg": "atan", "sg_alpha": None}
-
-# Survey column of a run: the first rule whose every field holds the run's value (args.json, defaults above).
-COLUMN_RULES: tuple[tuple[str, dict[str, set[str]]], ...] = (
-    ("tandem", {"method": {"tandem"}}),
-    ("distill_response", {"method": {"distill_response"}, "neuron": {"lif"}, "norm": {"bn"}}),
-    ("distill_feature", {"method": {"distill_feature"}, "neuron": {"lif"}, "norm": {"bn"}}),
-    ("ann", {"method": {"ann"}}),
-    ("osr", {"neuron": {"online_lif"}, "norm": {"osr"}, "method": {"online", "bptt"}}),
-    ("tebn", {"neuron": {"lif"}, "norm": {"tebn"}, "method": {"bptt"}}),
-    ("tebn_if", {"neuron": {"if"}, "norm": {"tebn"}, "method": {"bptt"}}),
-    ("if", {"neuron": {"if"}, "norm": {"bn"}, "method": {"bptt"}}),
-    ("lif", {"neuron": {"lif"}, "norm": {"bn"}, "method": {"bptt"}}),
-    ("clif", {"neuron": {"clif"}, "norm": {"bn"}, "method": {"bptt"}}),
-    ("psn", {"neuron": {"psn", "masked_psn", "sliding_psn"}, "norm": {"bn"}, "method": {"bptt"}}),
-    ("blockalif", {"neuron": {"blockalif", "alif"}, "norm": {"bn"}, "method": {"bptt"}}),
-)
 
 
 # ---------------------------------------------------------------------------------------------------- reading
@@ -105,11 +90,13 @@ class Run:
         return bool(self.summary and self.summary.get("finished")) and self.epochs_done >= self.epochs_planned
 
     @property
+    def cell(self) -> record.Cell | None:
+        return record.cell_of(self.task, self.args)
+
+    @property
     def column(self) -> str | None:
-        for column, rule in COLUMN_RULES:
-            if all(str(self.arg(key)) in values for key, values in rule.items()):
-                return column
-        return None
+        cell = self.cell
+        return cell.column if cell else None
 
     @property
     def config_key(self) -> str:
@@ -122,12 +109,17 @@ DEVIATION_KEYS = ("T", "channels", "hidden", "epochs")
 
 
 def deviations(run: Run, settings: dict) -> list[str]:
-    """``"key=ours (survey theirs)"`` for every :data:`DEVIATION_KEYS` entry where the run differs from the survey."""
+    """``"key=ours (survey theirs)"`` for every :data:`DEVIATION_KEYS` entry where the run differs from the survey,
+    and ``"quirks=... (survey ...)"`` when its ``--survey-quirk`` list differs from its cell's."""
     found = []
     for key in DEVIATION_KEYS:
         ours = run.epochs_planned if key == "epochs" else run.args.get(key)
         if key in settings and ours is not None and ours != settings[key]:
             found.append(f"{key}={ours} (survey {settings[key]})")
+    cell = run.cell
+    quirks = sorted(run.args.get("survey_quirks") or [])
+    if cell is not None and quirks != sorted(cell.quirks()):
+        found.append(f"quirks={','.join(quirks) or 'none'} (survey {','.join(sorted(cell.quirks())) or 'none'})")
     return found
 
 
@@ -428,8 +420,13 @@ def table_figure(path: Path, spec: dict, cells: dict, survey: dict) -> bool:
 
 # ---------------------------------------------------------------------------------------------------- surrogates
 def _model_label(run: Run, survey: dict) -> str:
+    """The run's survey column; for tasks without survey cells (digits) a BN + BPTT run is named by its neuron."""
     column = run.column
-    return survey["columns"][column] if column else f"{run.arg('neuron')}+{run.arg('norm')}/{run.arg('method')}"
+    if column:
+        return survey["columns"][column]
+    if run.task not in survey["survey_settings"] and (run.arg("norm"), run.arg("method")) == ("bn", "bptt"):
+        return str(run.arg("neuron")).upper()
+    return f"{run.arg('neuron')}+{run.arg('norm')}/{run.arg('method')}"
 
 
 def surrogate_rows(runs: list[Run], digits: list[dict], survey: dict, alpha_of=default_alpha) -> list[dict]:
@@ -520,12 +517,8 @@ def surrogate_figure(path: Path, rows: list[dict]) -> bool:
 
 # ---------------------------------------------------------------------------------------------------- speed
 def _survey_ms(impl: str, mode: str, T: int, N: int) -> float | None:
-    """The survey's ms for a ``speed/bench.py`` impl (``speed/survey_numbers.py``), None where it has none."""
-    try:
-        from speed.survey_numbers import survey_ms
-    except ImportError:
-        return None
-    return survey_ms(impl, mode, T, N)
+    """The survey's ms for a ``speed/bench.py`` impl (``common.survey.survey_ms``), None where it has none."""
+    return record.survey_ms(impl, mode, T, N)
 
 
 SPEED_REFERENCE = "loop"  # speedups are relative to the loop LIF, as in the survey
@@ -570,7 +563,7 @@ def speed_markdown(rows: list[dict]) -> str:
                 texts.append(text)
             lines.append(f"| {mode} | {n} | {t} | " + " | ".join(texts) + " |")
         lines.append("")
-    lines.append("- Cells: ours / survey ms (`speed/survey_outs.csv`, GPU not stated), then (×ours / ×survey) = "
+    lines.append("- Cells: ours / survey ms (`common/survey/speed_outs.csv`, GPU not stated), then (×ours / ×survey) = "
                  "speedup over the loop LIF on the same machine; only speedups are comparable across machines.")
     return "\n".join(lines) + "\n"
 
@@ -642,8 +635,8 @@ def runs_csv(path: Path, runs: list[Run], survey: dict) -> None:
                              *("" if v is None else v for v in values)])
 
 
-def collect(paths: list[Path], out: Path, survey_file: Path = SURVEY_FILE, alpha_of=default_alpha) -> Inputs:
-    survey = json.loads(survey_file.read_text())
+def collect(paths: list[Path], out: Path, alpha_of=default_alpha) -> Inputs:
+    survey = record.collect_spec()
     found = gather(paths)
     out.mkdir(parents=True, exist_ok=True)
     cells = build_cells(found.runs, survey, alpha_of)
@@ -679,13 +672,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("paths", nargs="+", type=Path, help="run directories, folders of them, or CSV files")
     parser.add_argument("--out", type=Path, default=Path("results"), help="output folder (default: results)")
-    parser.add_argument("--survey", type=Path, default=SURVEY_FILE, help="the survey's numbers (JSON)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    found = collect(args.paths, args.out, args.survey)
+    found = collect(args.paths, args.out)
     n_done = sum(r.finished for r in found.runs)
     unused = " (not used: the digits runs themselves were found)" if found.digits and any(
         r.task == "digits" for r in found.runs) else ""

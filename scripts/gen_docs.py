@@ -39,6 +39,7 @@ class Target:
 
 
 SCRIPTS = (
+    Target("sfod-pretrain", "SFOD.pretrain", "python SFOD/pretrain.py"),
     Target("speed-bench", "speed.bench", "python speed/bench.py"),
     Target("speed-throughput", "speed.throughput", "python speed/throughput.py"),
     Target("digits_sweep", "scripts.digits_sweep", "python scripts/digits_sweep.py"),
@@ -166,6 +167,13 @@ def index(done: list[Target]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def data_pages() -> dict[Path, str]:
+    """Pages generated from data: ``docs/reproducing-table.md`` from the survey's table of record."""
+    from scripts import reproduce
+
+    return {ROOT / reproduce.DOC: reproduce.markdown()}
+
+
 def render(out_dir: Path = FLAGS_DIR) -> tuple[dict[Path, str], list[str], list[Path]]:
     """``{path: text}`` of every generated page, one error line per target whose parser cannot be built, and the
     orphans: generated pages (they start with :data:`MARK`) of no target any more (a failing target's page is kept)."""
@@ -179,6 +187,8 @@ def render(out_dir: Path = FLAGS_DIR) -> tuple[dict[Path, str], list[str], list[
             errors.append(f"{target.module}.build_parser(): {type(e).__name__}: {e}")
             failed.add(path)
     pages[out_dir / "index.md"] = index(done)
+    if out_dir == FLAGS_DIR:  # pages generated from data, not parsers (the real docs only)
+        pages.update(data_pages())
     found = sorted(out_dir.glob("*.md")) if out_dir.is_dir() else []
     orphans = [p for p in found if p not in pages and p not in failed and p.read_text().startswith(MARK)]
     return pages, errors, orphans

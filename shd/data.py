@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from common import quirks
 from common.errors import DataError, UsageError
 
 N_UNITS = 700
@@ -30,6 +31,10 @@ N_CLASSES = 20
 SPLITS = ("train", "test")
 CACHE_VERSION = 1
 _CHUNK = 256  # samples integrated at once (bounds the per-spike temporaries)
+quirks.register("shd_folder_test_order", "the SHD splits as SpikingJelly's frame-folder dataset (torchvision "
+                "DatasetFolder over <label>/<index>.npz): the unshuffled test set in string-sorted class-folder and "
+                "file-name order (class-grouped batches), class indices numbered in string order of the folder names",
+                ("shd",))
 
 
 class SHDFormatError(DataError, ValueError):
@@ -182,6 +187,28 @@ class SHDFrames(Dataset):
     @property
     def max_len(self) -> int:
         return int(self.lengths.max())
+
+
+def folder_order(labels: np.ndarray) -> np.ndarray:
+    """Sample indices in the order of a torchvision ``DatasetFolder`` over ``<label>/<index>.npz`` (SpikingJelly's
+    SHD frame folders): class folders, then file names, each sorted as strings ("1" < "10" < "2")."""
+    return np.array(sorted(range(len(labels)), key=lambda i: (str(int(labels[i])), f"{i}.npz")), dtype=np.int64)
+
+
+def folder_label(labels: np.ndarray) -> np.ndarray:
+    """``DatasetFolder``'s class index of each label: the rank of its folder name among the string-sorted names of
+    all :data:`N_CLASSES` folders ("10" -> 2)."""
+    rank = {int(name): k for k, name in enumerate(sorted(str(c) for c in range(N_CLASSES)))}
+    return np.array([rank[int(label)] for label in labels], dtype=np.int64)
+
+
+def as_folder_dataset(ds: SHDFrames, reorder: bool) -> SHDFrames:
+    """``ds`` as the survey's SpikingJelly frame-folder dataset: labels renumbered (:func:`folder_label`) and, with
+    ``reorder`` (the unshuffled test set), samples in :func:`folder_order`."""
+    order = folder_order(ds.labels) if reorder else np.arange(len(ds))
+    frames = np.concatenate([ds.frames[ds.offsets[i]:ds.offsets[i] + ds.lengths[i]] for i in order]) if reorder \
+        else ds.frames
+    return SHDFrames(frames, ds.lengths[order], folder_label(ds.labels[order]))
 
 
 def cache_path(cache_dir, source: Path, split: str, dt_ms: float, n_bins: int) -> Path:

@@ -107,7 +107,7 @@ class SHDNet(nn.Module):
         blocks, width = [], in_features
         for _ in range(layers):
             blocks += [nn.Linear(width, hidden, bias=False),
-                       fixed_length(ChannelNorm(build_norm(norm, hidden, T, dim=1)), T),
+                       fixed_length(ChannelNorm(build_norm(norm, hidden, T, 1, neuron.quirks)), T),
                        fixed_length(build_neuron(neuron, (hidden,)), T), SequenceDropout(dropout)]
             width = hidden
         self.features = nn.Sequential(*blocks)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from common import cli, engine, methods, sop
+from common import cli, engine, methods, quirks, sop
 from common.errors import UsageError
 from common.neuron import NeuronConfig
 from common.task import Task
@@ -21,6 +21,11 @@ from shd import data
 from shd import model as shd_model
 
 SURVEY_T = 126  # the longest SHD sample at 10 ms frames; the survey's AutoPadding length
+quirks.register("untrained_variant_params", "the SHD optimiser holds only Linear weights and plain-BN affines: "
+                "neuron (PSN, BlockALIF), TEBN (p and its BN affine) and OSR parameters stay at their initial values",
+                ("shd",))
+quirks.register("unmasked_padding", "padded time steps enter the SHD loss and accuracy (the time-summed softmax "
+                "also sums the zero-padded steps of shorter samples)", ("shd",))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,11 +45,6 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--max-lr", type=float, default=5e-3, help="OneCycle peak lr (the start lr is max-lr/25)")
     g.add_argument("--one-cycle", action=argparse.BooleanOptionalAction, default=True,
                    help="OneCycle per epoch (overrides --lr); --no-one-cycle uses --lr with --lr-schedule")
-    g.add_argument("--survey-param-groups", action="store_true",
-                   help="survey quirk: optimise only Linear weights and plain-BN affines (neuron, TEBN, OSR "
-                        "parameters stay at their initial values)")
-    g.add_argument("--mask-padding", action=argparse.BooleanOptionalAction, default=True,
-                   help="leave padded steps out of loss and accuracy (--no-mask-padding: the survey's behaviour)")
     sop.add_args(p)
     return p
 
@@ -65,6 +65,8 @@ def load_data(args):
     """``(train_set, test_set)``; a sample longer than ``-T`` is refused before training."""
     cache = None if args.no_cache else (args.cache_dir or Path(args.data_dir) / "cache")
     train_set, test_set = (data.load_split(args.data_dir, s, args.dt_ms, args.n_bins, cache) for s in data.SPLITS)
+    if quirks.on(args, "shd_folder_test_order"):
+        train_set, test_set = data.as_folder_dataset(train_set, False), data.as_folder_dataset(test_set, True)
     longest = max(train_set.max_len, test_set.max_len)
     if args.T < longest:
         raise UsageError(f"-T {args.T} is shorter than the longest sample ({longest} frames)")
@@ -73,14 +75,15 @@ def load_data(args):
 
 def build_task(args) -> Task:
     parts = [f"dt{args.dt_ms:g}", f"nb{args.n_bins}"] + ([] if args.T == SURVEY_T else [f"T{args.T}"])
-    parts += (["surveyparams"] if args.survey_param_groups else []) + ([] if args.mask_padding else ["nomask"])
+    survey_params, mask = quirks.on(args, "untrained_variant_params"), not quirks.on(args, "unmasked_padding")
+    parts += (["surveyparams"] if survey_params else []) + ([] if mask else ["nomask"])
     return Task(
         name="shd", build_model=partial(build_model, args, data.N_UNITS // args.n_bins),
         build_data=partial(load_data, args), model_kind=methods.get(args.method).model_kind,
         train_loss=partial(shd_model.sum_softmax_loss, label_smoothing=args.label_smoothing),
-        test_loss=shd_model.sum_softmax_loss, decode=partial(shd_model.decode, mask_padding=args.mask_padding),
+        test_loss=shd_model.sum_softmax_loss, decode=partial(shd_model.decode, mask_padding=mask),
         train_collate=data.pad_collate_batch, test_collate=data.pad_collate_batch, drop_last=False,
-        param_groups=partial(shd_model.param_groups, weight_decay=args.wd, survey_quirk=args.survey_param_groups),
+        param_groups=partial(shd_model.param_groups, weight_decay=args.wd, survey_quirk=survey_params),
         make_scheduler=one_cycle if args.one_cycle else None, name_parts=tuple(parts))
 
 

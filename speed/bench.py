@@ -10,6 +10,11 @@ when ``--out`` names them): ``bench.csv`` (one row per impl, mode, T, N), ``benc
 
     python speed/bench.py --device cpu                      # the full CPU grid (< 10 min on 2 cores)
     python speed/bench.py --impl loop,fused,cpp --T 4,16 --N 4096 --mode train --out /tmp/b
+    python speed/bench.py --device cuda --impl survey --statistic survey   # the survey's impls and statistic
+
+``--statistic survey`` times as the survey's ``cmp_speed2.py``: 128 calls (no early stop), reported as the mean
+of the last 64 (``mean_last_half_ms``; the speed-ups then use it); ``median`` (default) is the median of up to
+``--repeats`` calls. ``--impl survey`` adds the survey's own implementations (``speed/impls.py``).
 
 Inputs are ``torch.rand`` as in the survey (note: with decay 0.5 and inputs below 1 the LIF membrane stays below
 the threshold, so the timed LIF layers never fire); the spike check therefore uses ``2 * torch.rand`` inputs.
@@ -32,13 +37,15 @@ from pathlib import Path
 
 import torch
 
+from common.survey import survey_ms
 from common.timing import Timing, call_ms, peak_memory_mb
 from speed import floor, impls, report
-from speed.survey_numbers import survey_ms
 
 MALLOC_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "68719476736", "MALLOC_TOP_PAD_": "1073741824"}
-COLUMNS = ["impl", "mode", "T", "N", "median_ms", "iqr_ms", "min_ms", "calls", "peak_mem_mb", "speedup_vs_loop",
+COLUMNS = ["impl", "mode", "T", "N", "median_ms", "iqr_ms", "min_ms", "mean_last_half_ms", "statistic", "calls",
+           "peak_mem_mb", "speedup_vs_loop",
            "speedup_vs_spikingjelly", "floor_ms", "pct_of_floor", "spike_mismatch", "survey_gpu_ms", "status", "note"]
+SURVEY_CALLS = 128  # cmp_speed2.py: 128 timed calls, the mean of the last 64 reported
 MISMATCH_TOL = 1e-4  # fraction of spikes that may differ (float rounding at the threshold) before we refuse to time
 CHECK_MAX_N = 8192
 
@@ -71,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stop timing an implementation at a config once its timed calls exceed this many seconds "
                         "(after --min-repeats calls); 0 = never")
     p.add_argument("--min-repeats", type=int, default=5, help="timed calls always made (unless --repeats is less)")
+    p.add_argument("--statistic", choices=["median", "survey"], default="median",
+                   help="median of the timed calls, or the survey's: mean of the last 64 of 128 calls (sets "
+                        "--repeats 128 and --max-seconds 0)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=None,
                    help="output folder (default: a new runs/bench/<device>-<date>-<time>; the committed results "
@@ -86,6 +96,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.N is None:
         args.N = [512, 8192, 65536, 131072] if args.device == "cpu" else [512, 8192, 65536, 131072, 1048576]
     args.repeats = args.repeats or (15 if args.device == "cpu" else 64)
+    if args.statistic == "survey":
+        args.repeats, args.max_seconds = SURVEY_CALLS, 0.0
     args.mode = [m for m in args.mode.split(",") if m]
     if set(args.mode) - {"train", "infer"}:
         p.error(f"--mode must be train and/or infer, got {args.mode}")
@@ -209,25 +221,38 @@ def bench_config(mode, T, N, x, names, args, cache) -> list[dict]:
         elif case is not None:
             t = timings[name]
             cache["ms"][(name, mode, N, T)] = min(t.times_ms)
-            row.update(median_ms=t.median_ms, iqr_ms=t.iqr_ms, min_ms=min(t.times_ms), calls=len(t.times_ms))
+            row.update(median_ms=t.median_ms, iqr_ms=t.iqr_ms, min_ms=min(t.times_ms), calls=len(t.times_ms),
+                       mean_last_half_ms=mean_last_half(t.times_ms), statistic=args.statistic)
             print(f"{mode:5s} N={N:<8d} T={T:<3d} {name:14s} {t.median_ms:10.3f} ms (IQR {t.iqr_ms:.3f}, "
                   f"{len(t.times_ms)} calls) peak {row['peak_mem_mb']:.1f} MiB", flush=True)
         rows.append(row)
     return rows
 
 
+def mean_last_half(times_ms) -> float:
+    """The survey's statistic: the mean of the last half of the timed calls (64 of 128)."""
+    last = list(times_ms)[len(times_ms) // 2:]
+    return sum(last) / len(last)
+
+
+def reported_ms(row: dict) -> float:
+    """The row's time under its statistic (``mean_last_half_ms`` for ``survey``, else ``median_ms``)."""
+    return row["mean_last_half_ms"] if row.get("statistic") == "survey" else row["median_ms"]
+
+
 def add_derived(rows, bandwidth: float) -> None:
-    """Speed-ups over the loop and SpikingJelly (t_base / t_impl) and the LIF bandwidth floor."""
-    times = {(r["impl"], r["mode"], r["T"], r["N"]): r["median_ms"] for r in rows if r["status"] == "ok"}
+    """Speed-ups over the loop and SpikingJelly (t_base / t_impl, in the run's statistic) and the LIF bandwidth
+    floor."""
+    times = {(r["impl"], r["mode"], r["T"], r["N"]): reported_ms(r) for r in rows if r["status"] == "ok"}
     for r in rows:
         if r["status"] != "ok":
             continue
         for base, column in (("loop", "speedup_vs_loop"), ("spikingjelly", "speedup_vs_spikingjelly")):
             t_base = times.get((base, r["mode"], r["T"], r["N"]))
-            r[column] = t_base / r["median_ms"] if t_base else None
+            r[column] = t_base / reported_ms(r) if t_base else None
         if impls.is_lif(r["impl"]):
             r["floor_ms"] = floor.floor_ms(floor.lif_bytes(r["mode"], r["T"], r["N"]), bandwidth)
-            r["pct_of_floor"] = floor.percent_of_floor(r["floor_ms"], r["median_ms"])
+            r["pct_of_floor"] = floor.percent_of_floor(r["floor_ms"], reported_ms(r))
 
 
 def write_csv(rows, path: Path) -> None:

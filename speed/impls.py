@@ -16,6 +16,10 @@ Each implementation turns a shared input ``x = torch.rand(T, N)`` into a :class:
   ``[T, 1, N]`` (batch 1, ``N`` neurons with their own parameters, as the survey's ``[1, N, T]``), latency ``l``.
 * ``spikingjelly``: SpikingJelly 2.0 ``LIFNode(step_mode='m')`` with the same parameters; its default path on the
   device (CPU: its torch reference op; CUDA: its automatic cuda/triton/torch selection).
+* the survey's own implementations (``survey`` expands to all of them): ``loop``, ``psn``, ``spikingjelly-cupy``
+  (the survey's ``cp`` column: SpikingJelly's ``LIFNode(backend='cupy')``, which only SpikingJelly releases before
+  2.0 have, on CUDA), ``blockalif-survey-L<l>`` / ``alif-survey-L<l>`` (the authors' conv-based ``Blocks`` and
+  step-by-step ``ALIF`` with FastSigmoid on ``[1, N, T]``: :mod:`speed.survey_impls`).
 * ``snntorch``: ``snntorch.Leaky`` looped over ``x.unbind(0)``. It computes ``mem = beta mem + in`` and fires on
   ``mem - thr > 0``, so it gets ``beta = 0.5``, input ``0.5 x`` (pre-scaled outside the timed call),
   ``thr = nextafter(1, 0)`` (``mem > thr`` is ``mem >= 1`` in float32), ``reset_mechanism='zero'``,
@@ -34,6 +38,7 @@ import torch
 LOOP_DECAY, V_TH = 0.5, 1.0
 LIF_PEERS = ("spikingjelly", "snntorch")
 NEURON_KINDS = ("clif", "alif", "blockalif")  # registry neurons benchmarked besides LIF
+SURVEY_KINDS = ("blockalif-survey", "alif-survey")  # the survey's own adaptive neurons (speed.survey_impls)
 
 
 class Unavailable(Exception):
@@ -245,6 +250,34 @@ def build_snntorch(x: torch.Tensor, train: bool) -> Case:
                 f"snntorch {snn.__version__}, Leaky(beta=0.5, reset='zero', reset_delay=False), input 0.5 x")
 
 
+def build_spikingjelly_cupy(x: torch.Tensor, train: bool) -> Case:
+    """SpikingJelly's CuPy LIF (``LIFNode(backend='cupy', step_mode='m')``, the survey's ``cp`` column)."""
+    if x.device.type != "cuda":
+        raise Unavailable("SpikingJelly's CuPy LIF needs a CUDA device")
+    try:
+        sj_neuron = importlib.import_module("spikingjelly.activation_based.neuron")
+        sj_surrogate = importlib.import_module("spikingjelly.activation_based.surrogate")
+        node = sj_neuron.LIFNode(tau=2.0, decay_input=True, v_threshold=V_TH, v_reset=0.0, detach_reset=False,
+                                 surrogate_function=sj_surrogate.ATan(alpha=2.0), step_mode="m", backend="cupy")
+    except (ImportError, TypeError, ValueError, AssertionError) as error:
+        raise Unavailable(f"this SpikingJelly has no CuPy LIF backend (the survey used 0.0.0.0.15; releases before "
+                          f"2.0 have it): {error}") from error
+    xs = _leaf(x, train)
+    return Case(_train_or_infer(lambda: node(xs), train, [xs], node.reset), _spikes_of(node, x),
+                f"spikingjelly {importlib.metadata.version('spikingjelly')}, backend cupy")
+
+
+def build_survey_adaptive(kind: str, latency: int, x: torch.Tensor, train: bool) -> Case:
+    """The authors' ``Blocks`` (``blockalif``) or ``ALIF`` (``alif``) on ``x.T [1, N, T]``, FastSigmoid."""
+    from speed.survey_impls import SurveyALIF, SurveyBlocks
+
+    T, N = x.shape
+    node = (SurveyBlocks if kind == "blockalif" else SurveyALIF)(N, latency).to(x.device)
+    xs = _leaf(x.t().contiguous().unsqueeze(0), train)
+    leaves = [xs, *node.parameters()] if train else [xs]
+    return Case(_train_or_infer(lambda: node(xs), train, leaves), None, "authors' layout [1, N, T], FastSigmoid")
+
+
 def split_latency(name: str) -> tuple[str, int | None]:
     """``'blockalif-L3'`` -> ``('blockalif', 3)``; other names -> ``(name, None)``."""
     kind, sep, lat = name.rpartition("-L")
@@ -255,9 +288,12 @@ def build(name: str, mode: str, x: torch.Tensor) -> Case:
     """The :class:`Case` of implementation ``name``; raises :class:`Unavailable` with the reason."""
     train = mode == "train"
     kind, latency = split_latency(name)
-    fixed = {"loop": build_loop, "psn": build_psn, "spikingjelly": build_spikingjelly, "snntorch": build_snntorch}
+    fixed = {"loop": build_loop, "psn": build_psn, "spikingjelly": build_spikingjelly, "snntorch": build_snntorch,
+             "spikingjelly-cupy": build_spikingjelly_cupy}
     if name in fixed:
         return fixed[name](x, train)
+    if kind in SURVEY_KINDS:
+        return build_survey_adaptive(kind.removesuffix("-survey"), latency, x, train)
     if kind in NEURON_KINDS:
         return build_neuron(kind, latency, x, train)
     return build_backend(name, x, train)
@@ -265,7 +301,7 @@ def build(name: str, mode: str, x: torch.Tensor) -> Case:
 
 def is_lif(name: str) -> bool:
     """Implementations of the loop's LIF equations (spike check against the loop; bandwidth floor)."""
-    return split_latency(name)[0] not in ("psn", *NEURON_KINDS)
+    return split_latency(name)[0] not in ("psn", *NEURON_KINDS, *SURVEY_KINDS)
 
 
 def expand(names: list[str], latencies: list[int]) -> list[str]:
@@ -276,10 +312,12 @@ def expand(names: list[str], latencies: list[int]) -> list[str]:
     for name in names:
         if name == "all":
             out += expand(["loop", "psn", "backends", "auto", "clif", "alif", "blockalif", *LIF_PEERS], latencies)
+        elif name == "survey":
+            out += expand(["loop", "psn", "spikingjelly-cupy", *SURVEY_KINDS], latencies)
         elif name == "backends":
             out += [b for b in ("torch", "fused") if b in kernels.BACKENDS]
             out += [b for b in kernels.BACKENDS.names() if b not in ("torch", "fused")]
-        elif name in ("alif", "blockalif"):
+        elif name in ("alif", "blockalif", *SURVEY_KINDS):
             out += [f"{name}-L{lat}" for lat in latencies]
         else:
             out.append(name)

@@ -12,7 +12,8 @@ time-summed softmax), backward, drop the gradients. Measured per network:
 * ``peak_MiB``: the step's peak memory (:func:`common.timing.peak_memory_mb`: RSS high-water on CPU,
   ``torch.cuda.max_memory_allocated`` on CUDA), one untimed step;
 * ``step_ms``: the median of ``--rounds`` timed steps; the variants of a task take turns step by step (interleaved),
-  so a change in machine load hits them all alike.
+  so a change in machine load hits them all alike; ``cpu_ms``: the median process CPU time of the same steps (all
+  threads; less sensitive than wall time to other processes on a shared machine).
 
 Ratios are against SpikingJelly on the same task. A sweep over T (cf10, ``--sweep-batch``) records saved bytes and
 peak memory for the plot ``memory_vs_T.png``.
@@ -28,6 +29,7 @@ from __future__ import annotations
 import argparse
 import importlib.metadata
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -65,13 +67,15 @@ def measure_task(task: str, args, device: torch.device) -> list[dict]:
         peak = peak_memory_mb(_step(case), device)
         rows.append({"task": task, "variant": case.variant, "T": case.T, "batch": args.batch_size,
                      "channels": case.channels, "saved_MiB": saved / MIB, "peak_MiB": peak})
-    times = [[] for _ in cases]
+    times, cpu_times = [[] for _ in cases], [[] for _ in cases]
     for _ in range(args.rounds):
         for i, case in enumerate(cases):
+            start = time.process_time()
             times[i].append(call_ms(_step(case), device))
-    for row, per_case in zip(rows, times):
+            cpu_times[i].append((time.process_time() - start) * 1e3)
+    for row, per_case, per_case_cpu in zip(rows, times, cpu_times):
         timing = Timing.from_times(per_case)
-        row.update(step_ms=timing.median_ms, iqr_ms=timing.iqr_ms)
+        row.update(step_ms=timing.median_ms, iqr_ms=timing.iqr_ms, cpu_ms=Timing.from_times(per_case_cpu).median_ms)
     _add_ratios(rows)
     return rows
 
@@ -81,6 +85,7 @@ def _add_ratios(rows: list[dict]) -> None:
     for row in rows:
         row["saved_vs_sj"] = row["saved_MiB"] / ref["saved_MiB"] if ref else float("nan")
         row["time_vs_sj"] = row["step_ms"] / ref["step_ms"] if ref else float("nan")
+        row["cpu_vs_sj"] = row["cpu_ms"] / ref["cpu_ms"] if ref else float("nan")
 
 
 def sweep(args, device: torch.device) -> list[dict]:

@@ -6,7 +6,7 @@ import math
 from pathlib import Path
 
 FIELDS = ("task", "variant", "T", "batch", "channels", "saved_MiB", "saved_vs_sj", "peak_MiB", "step_ms", "iqr_ms",
-          "time_vs_sj")
+          "time_vs_sj", "cpu_ms", "cpu_vs_sj")
 SWEEP_FIELDS = ("task", "variant", "T", "batch", "channels", "saved_MiB", "peak_MiB")
 
 
@@ -20,10 +20,12 @@ def markdown(rows: list[dict], sweep_rows: list[dict], meta: dict) -> str:
     lines = ["# Activation memory per training step (speed/memory.py)", ""]
     lines += [f"- {key}: {value}" for key, value in meta.items()]
     lines += ["- saved = bytes autograd keeps for backward (saved-tensor hooks, each storage once); peak = RSS "
-              "high-water on CPU / max_memory_allocated on CUDA; step = median of interleaved steps", ""]
-    head = ("task", "variant", "T", "batch", "C", "saved MiB", "saved / SJ", "peak MiB", "step ms", "step / SJ")
+              "high-water on CPU / max_memory_allocated on CUDA; step = median wall time of interleaved steps, "
+              "CPU = median process CPU time of the same steps", ""]
+    head = ("task", "variant", "T", "batch", "C", "saved MiB", "saved / SJ", "peak MiB", "step ms", "step / SJ",
+            "CPU ms", "CPU / SJ")
     keys = ("task", "variant", "T", "batch", "channels", "saved_MiB", "saved_vs_sj", "peak_MiB", "step_ms",
-            "time_vs_sj")
+            "time_vs_sj", "cpu_ms", "cpu_vs_sj")
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(_fmt(row[k]) for k in keys) + " |" for row in rows]
     if sweep_rows:
@@ -47,6 +49,7 @@ def _csv(path: Path, rows: list[dict], fields) -> None:
 def plot(sweep_rows: list[dict], path: Path) -> None:
     """Saved bytes and peak memory vs T, one line per variant (log-log)."""
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -57,7 +60,9 @@ def plot(sweep_rows: list[dict], path: Path) -> None:
             points = sorted((r["T"], r[key]) for r in sweep_rows if r["variant"] == variant)
             ax.plot(*zip(*points), marker="o", label=variant)
         ax.set(xscale="log", yscale="log", xlabel="T", ylabel="MiB", title=f"cf10 {title}")
-        ax.set_xticks(sorted({r["T"] for r in sweep_rows}), [str(T) for T in sorted({r["T"] for r in sweep_rows})])
+        Ts = sorted({r["T"] for r in sweep_rows})
+        ax.set_xticks(Ts, [str(T) for T in Ts])
+        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
         ax.grid(True, which="both", alpha=0.3)
     axes[0].legend()
     fig.tight_layout()

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from common.survey import IMPL_TO_SURVEY, SURVEY_LABEL, survey_ms
 from speed import impls
-from speed.survey_numbers import IMPL_TO_SURVEY, SURVEY_LABEL, survey_ms
 
 
 def fmt(value, digits: int = 3) -> str:
@@ -159,7 +159,7 @@ def markdown(rows, meta: dict) -> str:
     out += ["", "## LIF memory-bandwidth floor (% of the floor reached = 100 floor / time)", ""] + floor_table(rows)
     out += ["", f"## Ours ({meta.get('device', '?')}) beside the {SURVEY_LABEL}: speed-ups over each one's loop LIF",
             "", "The survey's numbers are **GPU** numbers (CUDA events, mean of 64 calls).", ""]
-    out += survey_table(rows, ["psn", "spikingjelly"])
+    out += survey_table(rows, ["psn", "spikingjelly-cupy"])
     blocks = [n for n in IMPL_TO_SURVEY if n.startswith("blockalif")]
     if any(n in timed_impls(rows) for n in blocks):
         out += ["", "BlockALIF (speed-up over the loop LIF, as the survey's B1/B2/B4/B8 columns):", ""]

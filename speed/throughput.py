@@ -1,10 +1,13 @@
 """Training / test throughput (samples/s) and peak memory of the cf10 / scf10 networks per method (survey §6.3).
 
-For every method column of the survey's table the task's own parser builds the run's flags (``--neuron``,
-``--norm``, ``--method`` ... as listed in :data:`METHODS`), the task's own ``build_task`` builds the model (no dataset
-is loaded: the batches are synthetic ``torch.rand`` images with random labels, so loading time is excluded, unlike
-the survey's per-epoch prints), and one training step is the engine's own ``common.engine.train_step`` (gradient
-clipping, accumulation and EMA as the flags say); a test step is ``model.eval(); no_grad; method.eval_step``.
+For every method column of the survey's table the task's own parser builds the survey run's flags (the table of
+record's cell, ``common/survey``, without its epochs / batch / precision: :data:`METHODS`), the task's own
+``build_task`` builds the model (no dataset is loaded: the batches are synthetic ``torch.rand`` images with random
+labels), and one training step is the engine's own ``common.engine.train_step`` (gradient clipping, accumulation and
+EMA as the flags say); a test step is ``model.eval(); no_grad; method.eval_step``. By default loading is excluded and
+our fastest kernels run; ``--survey-timing`` times as the survey's per-epoch prints did: whole passes over a
+``DataLoader`` (the task's collate, 4 workers; 0 for BlockALIF, as its runs used ``-j 0``) of ``--steps`` batches,
+loader time included, and CLIF as the Python loop (``--backend torch``).
 Distillation gets a randomly initialised ANN teacher. Times come from ``common.timing`` (median of repeated steps);
 ``samples/s = batch / median step time``; peak memory is that of one training step
 (``common.timing.peak_memory_mb``: RSS high-water on CPU, allocator peak on CUDA; the survey's "GPU memory" is
@@ -29,32 +32,20 @@ import time
 from pathlib import Path
 
 import torch
+from torch.utils.data import DataLoader, TensorDataset, default_collate
 
-from common import checkpoint, cli, engine, methods
+from common import checkpoint, cli, engine, methods, survey
 from common.batch import Batch
 from common.distributed import DistInfo
 from common.state import reset_net
 from common.timing import peak_memory_mb, time_call
 from speed.bench import default_out
-from speed.survey_numbers import THROUGHPUT
 
-# survey column -> flags of the task's train.py
-METHODS = {
-    "cf10": {
-        "IF": ["--neuron", "if"], "LIF": ["--neuron", "lif"], "CLIF": ["--neuron", "clif"],
-        "PSN": ["--neuron", "psn"], "TEBN": ["--norm", "tebn"],
-        "OSR": ["--method", "online", "--neuron", "online_lif", "--norm", "osr"],
-        "BlockALIF": ["--neuron", "blockalif"], "Tandem": ["--method", "tandem"],
-        "Response distillation": ["--method", "distill_response"],
-        "Feature distillation": ["--method", "distill_feature"],
-    },
-    "scf10": {
-        "IF": ["--neuron", "if"], "LIF": ["--neuron", "lif"], "CLIF": ["--neuron", "clif"],
-        "Sliding PSN": ["--neuron", "sliding_psn", "--neuron-opt", "k=4"], "TEBN": ["--norm", "tebn"],
-        "OSR": ["--method", "online", "--neuron", "online_lif", "--norm", "osr"],
-        "BlockALIF": ["--neuron", "blockalif"],
-    },
-}
+# task -> survey column -> flags of the task's train.py (the table of record's cells with a published throughput)
+METHODS = {task: {cell.column: survey.method_flags(cell) for cell in survey.select(task, "train_speed")}
+           for task in ("cf10", "scf10")}
+SURVEY_WORKERS = {"BlockALIF": 0}  # loader workers of the survey's runs (default 4)
+SURVEY_BACKEND = {"CLIF": "torch"}  # the survey's CLIF was a Python loop
 COLUMNS = ["task", "method", "train_samples_per_s", "test_samples_per_s", "peak_mem_mb", "train_step_ms",
            "test_step_ms", "survey_train_samples_per_s", "survey_test_samples_per_s", "survey_gpu_mem_mb",
            "status", "flags"]
@@ -68,9 +59,20 @@ def make_teacher(train_mod, args, folder: Path) -> Path:
     return path
 
 
-def build_step(train_mod, flags: list[str], common_flags: list[str], folder: Path):
-    """``(train_step, test_step, batch)`` closures for one method: the task's model (no dataset is loaded) and the
-    engine's own :func:`common.engine.train_step` / ``method.eval_step`` on one synthetic batch."""
+def synthetic_loader(task, args, steps: int, workers: int, train: bool) -> DataLoader:
+    """``steps`` batches of synthetic images and labels through a ``DataLoader`` with the task's collate."""
+    gen = torch.Generator().manual_seed(0)
+    n = steps * args.batch_size
+    data = TensorDataset(torch.rand(n, 3, 32, 32, generator=gen), torch.randint(0, 10, (n,), generator=gen))
+    collate = (task.train_collate if train else task.test_collate) or default_collate
+    return DataLoader(data, batch_size=args.batch_size, num_workers=workers, collate_fn=collate, drop_last=True)
+
+
+def build_step(train_mod, flags: list[str], common_flags: list[str], folder: Path, loader_steps: int = 0,
+               workers: int = 4):
+    """``(train_step, test_step, samples per call)`` closures for one method: the task's model (no dataset is
+    loaded) and the engine's own :func:`common.engine.train_step` / ``method.eval_step`` on one synthetic batch, or
+    with ``loader_steps`` a whole pass over a loader of that many synthetic batches (loading included)."""
     argv = [*common_flags, *flags]
     args = cli.parse(train_mod.build_parser(), argv)
     if args.method.startswith("distill"):
@@ -80,35 +82,44 @@ def build_step(train_mod, flags: list[str], common_flags: list[str], folder: Pat
     env = engine.Env(device, DistInfo())
     state = engine.build_state(args, task, env, methods.get(args.method)(args, task), steps_per_epoch=1)
     gen = torch.Generator().manual_seed(0)
-    batch = Batch(torch.rand(args.batch_size, 3, 32, 32, generator=gen),
-                  torch.randint(0, 10, (args.batch_size,), generator=gen), {}).to(device)
+    fixed = [Batch(torch.rand(args.batch_size, 3, 32, 32, generator=gen),
+                   torch.randint(0, 10, (args.batch_size,), generator=gen), {})]
+    batches = {True: fixed, False: fixed}
+    if loader_steps:
+        batches = {train: synthetic_loader(task, args, loader_steps, workers, train) for train in (True, False)}
 
     def train_step():
         state.ddp.train()
-        engine.train_step(state, batch)
+        for item in batches[True]:
+            engine.train_step(state, Batch.of(item).to(device))
 
     @torch.no_grad()
     def test_step():
         state.ddp.eval()
-        reset_net(state.ddp)
-        state.method.eval_step(state.ddp, batch, state.ctx)
+        for item in batches[False]:
+            reset_net(state.ddp)
+            state.method.eval_step(state.ddp, Batch.of(item).to(device), state.ctx)
         reset_net(state.ddp)
 
-    return train_step, test_step, args.batch_size
+    return train_step, test_step, args.batch_size * max(loader_steps, 1)
 
 
 def measure(task: str, name: str, flags: list[str], common_flags: list[str], args, train_mod) -> dict:
-    survey = THROUGHPUT.get(task, {}).get(name, (None, None, None))
+    published = survey.find(task, name).published
+    if args.survey_timing:
+        flags = [*flags, *(["--backend", SURVEY_BACKEND[name]] if name in SURVEY_BACKEND else [])]
     row = {**dict.fromkeys(COLUMNS), "task": task, "method": name, "flags": " ".join(flags),
-           "survey_train_samples_per_s": survey[0], "survey_test_samples_per_s": survey[1],
-           "survey_gpu_mem_mb": survey[2]}
+           "survey_train_samples_per_s": published.get("train_speed"),
+           "survey_test_samples_per_s": published.get("test_speed"), "survey_gpu_mem_mb": published.get("memory")}
+    loader = (args.steps, SURVEY_WORKERS.get(name, 4)) if args.survey_timing else (0, 0)
     try:
         with tempfile.TemporaryDirectory() as folder:
-            train_step, test_step, batch = build_step(train_mod, flags, common_flags, Path(folder))
+            train_step, test_step, batch = build_step(train_mod, flags, common_flags, Path(folder), *loader)
             train_step()  # warm-up
             peak = peak_memory_mb(train_step, args.device)
-            t_train = time_call(train_step, args.device, repeats=args.steps, warmup=0)
-            t_test = time_call(test_step, args.device, repeats=args.steps, warmup=1)
+            repeats = 1 if args.survey_timing else args.steps  # one pass over the loader of --steps batches
+            t_train = time_call(train_step, args.device, repeats=repeats, warmup=0)
+            t_test = time_call(test_step, args.device, repeats=repeats, warmup=1)
     except Exception as error:  # one method failing must not hide the others; it is reported
         row["status"] = f"skipped: {type(error).__name__}: {error}"[:200]
         return row
@@ -139,12 +150,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="cpu")
     p.add_argument("--tasks", default="cf10,scf10")
-    p.add_argument("--methods", default=None, help="comma list of survey columns (default: all of the task's)")
+    p.add_argument("--methods", default=None,
+                   help="comma list of survey columns or run names (default: all of the task's)")
     p.add_argument("--channels", type=int, default=32)
     p.add_argument("-b", "--batch-size", type=int, default=16)
     p.add_argument("-T", "--T", type=int, default=None, help="time steps (default: the task's)")
     p.add_argument("--amp", action="store_true")
-    p.add_argument("--steps", type=int, default=3, help="timed steps per method and phase")
+    p.add_argument("--steps", type=int, default=3, help="timed steps per method and phase (--survey-timing: "
+                   "batches per timed pass over the loader)")
+    p.add_argument("--survey-timing", action="store_true",
+                   help="time as the survey's per-epoch prints: loader included (4 workers, BlockALIF 0), "
+                        "Python-loop CLIF")
     p.add_argument("--threads", type=int, default=1,
                    help="CPU threads; 0 = torch's default (default 1, as in speed/bench.py)")
     p.add_argument("--out", type=Path, default=None,
@@ -159,6 +175,11 @@ def parse_args(argv=None):
     unknown = [t for t in args.tasks.split(",") if t and t not in METHODS]
     if unknown:
         parser.error(f"--tasks: unknown task(s) {', '.join(unknown)}; valid: {', '.join(METHODS)}")
+    for task in [t for t in args.tasks.split(",") if t]:
+        for name in (args.methods or "").split(","):
+            if name and not any(name.lower() in (c.column.lower(), c.run.lower())
+                                for c in survey.select(task, "train_speed")):
+                parser.error(f"--methods {name}: not a survey column of {task}; valid: {', '.join(METHODS[task])}")
     args.out = args.out or default_out(torch.device(args.device).type, Path("runs") / "throughput")
     return args
 
@@ -175,7 +196,7 @@ def main(argv=None) -> list[dict]:
     for task in [t for t in args.tasks.split(",") if t]:
         train_mod = importlib.import_module(f"{task}.train")
         wanted = args.methods.split(",") if args.methods else list(METHODS[task])
-        for name in wanted:
+        for name in [survey.find(task, n).column for n in wanted]:
             row = measure(task, name, METHODS[task][name], common_flags, args, train_mod)
             rows.append(row)
             print(f"{task:6s} {name:22s} train {fmt(row['train_samples_per_s']):>8s}/s  test "

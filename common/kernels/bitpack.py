@@ -59,7 +59,7 @@ def pack_bits(x: torch.Tensor) -> torch.Tensor:
     out = torch.empty((n + 7) // 8, dtype=torch.uint8, device=x.device)
     lib = _native(flat)
     if lib is not None:
-        lib.snn_pack_bits(flat.data_ptr(), out.data_ptr(), n, flat.element_size(), _threads(n))
+        lib.snn_pack_bits(flat.data_ptr(), out.data_ptr(), n, flat.element_size(), 1)  # ~1 ms per 16 MiB read
         return out
     nonzero = torch.zeros(out.numel() * 8, dtype=torch.bool, device=x.device)
     torch.ne(flat, 0, out=nonzero[:n])

@@ -1,17 +1,34 @@
 """The autograd Function shared by the compiled IF/LIF backends (``cpp`` on CPU, ``cupy`` on CUDA).
 
 Both run the recurrence of :mod:`common.kernels.fused` in a kernel pair (:class:`LIFKernels`): forward writes the
-spikes, ``v_last`` and (only when a gradient is needed) ``h_seq``; backward recomputes the spikes and ``g'(h - v_th)``
+spikes, ``v_last`` and (only when a gradient is needed and the saved tensors are kept, see
+:func:`saved_tensors_discarded`) ``h_seq``; backward recomputes the spikes and ``g'(h - v_th)``
 from ``h_seq``. A spike gradient that is one value per step for all neurons (the gradient of a sum: strides 0 after
 the time dim) is read in place instead of being materialised; a missing one is a zero of that shape.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 from typing import Protocol
 
 import torch
 
 from common.kernels.params import ChargeParams
+
+# True while a recomputed block (common.memory) runs its forward: autograd keeps none of the tensors saved there
+# (they are recomputed in backward), so the kernels skip writing h_seq and save a placeholder of its shape.
+_DISCARDED = contextvars.ContextVar("saved_tensors_discarded", default=False)
+
+
+@contextlib.contextmanager
+def saved_tensors_discarded():
+    """Mark a forward whose saved tensors are dropped and recomputed before backward (checkpointing)."""
+    token = _DISCARDED.set(True)
+    try:
+        yield
+    finally:
+        _DISCARDED.reset(token)
 
 
 class LIFKernels(Protocol):
@@ -34,9 +51,10 @@ def _forward(kernels: LIFKernels, x_seq, v_init, p: ChargeParams, store_h: bool)
 class CompiledMultiStep(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x_seq, v_init, p: ChargeParams, kernels: LIFKernels):
-        spike_seq, h_seq, v_last = _forward(kernels, x_seq, v_init, p, store_h=True)
+        discarded = _DISCARDED.get()
+        spike_seq, h_seq, v_last = _forward(kernels, x_seq, v_init, p, store_h=not discarded)
         ctx.set_materialize_grads(False)  # an unused output's gradient arrives as None, not as a zero-filled tensor
-        ctx.save_for_backward(h_seq)
+        ctx.save_for_backward(x_seq.new_empty(()).expand(x_seq.shape) if discarded else h_seq)
         ctx.p, ctx.kernels = p, kernels
         return spike_seq, v_last
 

@@ -3,7 +3,8 @@
 Three mechanisms, each exact (the gradients equal the plain autograd path's bit for bit; see docs/memory.md):
 
 * **spikes as bits** (:mod:`common.memory.spikes`): a tensor that a spiking neuron emitted and that a later layer
-  saves for backward (the input of the conv / linear / pooling after a neuron) is stored with 1 bit per element;
+  saves for backward (the input of the conv / linear / pooling after a neuron) is stored with 1 bit per element; a
+  conv / linear fed by pooled spikes keeps the spikes (bits) and recomputes the pooling;
 * **norm -> neuron saved once** (:mod:`common.memory.blocks`): a norm followed by a neuron keeps only the norm's
   input; the norm output and the neuron's membrane are recomputed in backward (BN + one neuron forward);
 * **recomputation**: each ``conv/linear -> [norm ->] neuron`` block keeps only its input (bits when a neuron feeds
@@ -45,8 +46,10 @@ class MemoryPlan:
     save_once: bool = True
     recompute: bool = False
 
-    def patterns(self) -> tuple[tuple[str, ...], ...]:
-        return (*(PATTERNS["recompute"] if self.recompute else ()), *(PATTERNS["save_once"] if self.save_once else ()))
+    def pattern(self) -> str:
+        """The block pattern (:data:`common.memory.blocks.PATTERNS`, longest first); empty: no blocks."""
+        wanted = (("recompute", self.recompute), ("pooled", self.pack is not None), ("save_once", self.save_once))
+        return "|".join(PATTERNS[name] for name, on in wanted if on)
 
 
 LEVELS = {0: MemoryPlan(None, False, False), 1: MemoryPlan("bits", True, False), 2: MemoryPlan("bits", True, True)}
@@ -90,9 +93,9 @@ def apply(model: nn.Module, memopt: int | MemoryPlan = DEFAULT_LEVEL) -> nn.Modu
     replacing any earlier one; returns ``model``."""
     plan = plan_for(memopt)
     remove(model)
-    patterns = plan.patterns()
+    pattern = plan.pattern()
     for module in model.modules():
-        blocks = find_blocks(module, patterns) if isinstance(module, nn.Sequential) and patterns else ()
+        blocks = find_blocks(module, pattern) if isinstance(module, nn.Sequential) and pattern else ()
         if blocks:
             module._memopt_blocks = blocks
             module.forward = types.MethodType(_memopt_forward, module)

@@ -6,55 +6,60 @@ Blocks are found from the model structure (:func:`find_blocks`), by the role of 
 
 * ``norm -> neuron`` (``save_once``): the norm's input is kept and the neuron's (membrane / charge) is recomputed,
   instead of keeping both;
-* ``layer -> norm -> neuron`` and ``layer -> neuron`` (``recompute``): only the layer's input is kept; when a neuron
-  feeds it, that input is a spike tensor and is kept as bits (:mod:`common.memory.spikes`).
+* ``neuron | pool/flatten... -> layer`` (``pooled``): the pooled spikes are not kept as floats; the block keeps the
+  neuron's spikes (as bits) and recomputes the pooling;
+* ``[neuron | pool/flatten...] -> layer -> [norm ->] neuron`` (``recompute``): only the block input is kept; when a
+  neuron feeds it, that input is a spike tensor and is kept as bits (:mod:`common.memory.spikes`).
 
 State: the recomputation must see the state the forward pass saw and must leave no trace (neuron membranes, OSR
 sums, BatchNorm running statistics, the online threshold buffer). On entering the block the forward pass records
 every state variable (:class:`~common.state.MemoryModule` memories by reference, buffers by copy); the recomputation
-swaps that record in and puts the state that was current back when it ends.
+swaps that record in and puts the state that was current back when it ends. The forward pass runs under
+:func:`~common.kernels.compiled.saved_tensors_discarded`, so the compiled neuron kernels do not even write the
+membrane that checkpointing would drop.
 """
 from __future__ import annotations
 
 import contextlib
 import functools
+import re
 
 import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from common.kernels.compiled import saved_tensors_discarded
 from common.neuron import SPIKING_TYPES
 from common.norm import NORM_TYPES
 from common.state import MemoryModule
 
 LAYER_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
-# Patterns of roles that make one block, longest first, per plan switch.
-PATTERNS = {"recompute": (("layer", "norm", "neuron"), ("layer", "neuron")), "save_once": (("norm", "neuron"),)}
+POOL_TYPES = (nn.modules.pooling._AvgPoolNd, nn.modules.pooling._MaxPoolNd, nn.modules.pooling._AdaptiveAvgPoolNd,
+              nn.modules.pooling._AdaptiveMaxPoolNd, nn.Flatten)
+ROLES = (("n", SPIKING_TYPES), ("b", NORM_TYPES), ("l", LAYER_TYPES), ("p", POOL_TYPES))
+# Blocks as regular expressions over the children's role letters (n neuron, b norm, l conv/linear, p pooling or
+# flatten, x anything else); pooling joins a block only right after a neuron, whose spikes are then the block input.
+PATTERNS = {"recompute": r"(?<=n)p+lb?n|lb?n", "pooled": r"(?<=n)p+l", "save_once": r"bn"}
 
 
-def role(module: nn.Module) -> str | None:
-    """``neuron`` / ``norm`` / ``layer`` (conv or linear) or None; a wrapper with one child and no parameters or
-    buffers of its own (``MultiStep``, SHD's ``ChannelNorm`` / ``PadToLength``) has the role of its child."""
-    for name, types in (("neuron", SPIKING_TYPES), ("norm", NORM_TYPES), ("layer", LAYER_TYPES)):
+def role(module: nn.Module) -> str:
+    """The role letter of ``module`` (see :data:`PATTERNS`); a wrapper with one child and no parameters or buffers
+    of its own (``MultiStep``, SHD's ``ChannelNorm`` / ``PadToLength``) has the role of its child. SyncBatchNorm is
+    never recomputed (its forward all-reduces statistics; a replay in backward would add collectives there)."""
+    if isinstance(module, nn.SyncBatchNorm):
+        return "x"
+    for letter, types in ROLES:
         if isinstance(module, types):
-            return name
+            return letter
     children = list(module.children())
     own = [*module.parameters(recurse=False), *module.buffers(recurse=False)]
-    return role(children[0]) if len(children) == 1 and not own else None
+    return role(children[0]) if len(children) == 1 and not own else "x"
 
 
-def find_blocks(seq: nn.Sequential, patterns: tuple[tuple[str, ...], ...]) -> tuple[tuple[int, int], ...]:
-    """``(start, stop)`` index ranges of the children of ``seq`` that form a block (first match wins, no overlap)."""
-    roles = [role(m) for m in seq]
-    blocks, i = [], 0
-    while i < len(roles):
-        match = next((p for p in patterns if tuple(roles[i:i + len(p)]) == p), None)
-        if match is None:
-            i += 1
-            continue
-        blocks.append((i, i + len(match)))
-        i += len(match)
-    return tuple(blocks)
+def find_blocks(seq: nn.Sequential, pattern: str) -> tuple[tuple[int, int], ...]:
+    """``(start, stop)`` index ranges of the children of ``seq`` that match ``pattern`` (leftmost, no overlap)."""
+    roles = "".join(role(m) for m in seq)
+    return tuple(match.span() for match in re.finditer(pattern, roles))
 
 
 def _state(modules) -> list[tuple]:
@@ -83,7 +88,8 @@ def _state_contexts(modules):
     @contextlib.contextmanager
     def forward():
         seen["state"] = _state(modules)
-        yield
+        with saved_tensors_discarded():
+            yield
 
     @contextlib.contextmanager
     def recompute():

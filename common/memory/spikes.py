@@ -85,11 +85,6 @@ class SpikeScope:
         return saved.unpack() if isinstance(saved, Packed) else saved
 
 
-def current() -> SpikeScope | None:
-    """The scope of the forward pass running now (None outside :func:`spike_scope`)."""
-    return _SCOPE.get()
-
-
 def mark_output(module, inputs, output) -> None:
     """Forward hook of a spiking neuron: mark its output in the current scope (no-op outside one)."""
     scope = _SCOPE.get()

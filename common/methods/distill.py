@@ -5,8 +5,10 @@ Response (``distill_response``), with student logits ``y = decode(model(encode(x
 
     L = alpha tau^2 KL(softmax(z / tau) || softmax(y / tau)) + (1 - alpha) CE_ls(y, target)        (Hinton et al.)
 
-``--kd-survey-quirk`` replaces the KL by the survey's ``CE(y / tau, z / tau)`` with the raw scaled teacher logits
-as (unnormalised, possibly negative) class "probabilities": ``-mean_n sum_c (z_nc / tau) log softmax(y_n / tau)_c``.
+``--survey-quirk kd_raw_teacher_logits`` replaces the KL by the survey's ``CE(y / tau, z / tau)`` with the raw
+scaled teacher logits as (unnormalised, possibly negative) class "probabilities":
+``-mean_n sum_c (z_nc / tau) log softmax(y_n / tau)_c``.
+``-mean_n sum_c (z_nc / tau) log softmax(y_n / tau)_c``.
 
 Feature (``distill_feature``), with ``a_l`` the teacher's l-th ReLU output and ``s_l[t]`` the student's l-th
 neuron output (``activation_layers()`` of both models, matched by index):
@@ -21,10 +23,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from common import checkpoint
+from common import checkpoint, quirks
 from common.errors import UsageError
 from common.methods import METHODS
 from common.methods.base import Method, StepOutput
+
+quirks.register("kd_raw_teacher_logits", "response distillation uses tau^2 CE(y/tau, z/tau) with the raw scaled "
+                "teacher logits as (unnormalised, possibly negative) soft targets instead of the KL between softmaxes",
+                ("cf10",))
 
 
 def response_kd(y: torch.Tensor, z: torch.Tensor, tau: float) -> torch.Tensor:
@@ -100,17 +106,14 @@ class DistillResponse(Distillation):
         g.add_argument("--kd-alpha", type=float, default=1e-3, help="response KD weight alpha")
         g.add_argument("--kd-temp", type=float, default=4.0, help="response KD temperature tau")
         g.add_argument("--kd-beta", type=float, default=0.1, help="feature KD weight beta")
-        g.add_argument("--kd-survey-quirk", action="store_true",
-                       help="response KD as in the survey's code: CE with raw teacher logits/tau as soft targets "
-                            "instead of KL between softmaxes")
 
     def name_parts(self) -> list[str]:
         a = self.args
-        return [f"a{a.kd_alpha:g}", f"t{a.kd_temp:g}"] + (["quirk"] if a.kd_survey_quirk else [])
+        return [f"a{a.kd_alpha:g}", f"t{a.kd_temp:g}"] + (["quirk"] if quirks.on(a, "kd_raw_teacher_logits") else [])
 
     def train_step(self, model, batch, ctx) -> StepOutput:
         a = self.args
-        kd = response_kd_survey if a.kd_survey_quirk else response_kd
+        kd = response_kd_survey if quirks.on(a, "kd_raw_teacher_logits") else response_kd
         z = self.teacher_forward(batch.inputs)
         with ctx.autocast():
             y = self.forward(model, batch)

@@ -34,21 +34,20 @@ class NeuronSpec:
 
 
 NEURONS = Registry("neuron")
-_ADAPTIVE = {"latency": 1, "beta_init": 0.99, "p_init": 0.99, "b_init": 0.999}
+_ADAPTIVE = {"latency": 1, "beta_init": 0.99, "p_init": 0.99}  # b_init: survey quirk blockalif_frozen_b
 
 NEURONS.register("if", NeuronSpec(lambda cfg, features: IFNode(
     cfg.v_threshold, cfg.v_reset, cfg.detach_reset, cfg.make_surrogate(), cfg.backend), kernel="lif"))
 NEURONS.register("lif", NeuronSpec(lambda cfg, features: LIFNode(
     cfg.tau, cfg.decay_input, cfg.v_threshold, cfg.v_reset, cfg.detach_reset, cfg.make_surrogate(), cfg.backend),
     kernel="lif"))
-NEURONS.register("clif", NeuronSpec(clif.build_clif, {"clif_sigmoid_carry": False}, kernel="clif"))
+NEURONS.register("clif", NeuronSpec(clif.build_clif, kernel="clif"))
 NEURONS.register("psn", NeuronSpec(psn.build_psn))
 NEURONS.register("masked_psn", NeuronSpec(psn.build_masked_psn, {"k": 4, "psn_lambda": 1.0}))
 NEURONS.register("sliding_psn", NeuronSpec(psn.build_sliding_psn, {"k": 4, "exp_init": True}))
 NEURONS.register("alif", NeuronSpec(alif.build_alif, _ADAPTIVE))
 NEURONS.register("blockalif", NeuronSpec(alif.build_blockalif, _ADAPTIVE))
-NEURONS.register("online_lif", NeuronSpec(online.build_online_lif, {"ots": True, "ots_batch_eval": False},
-                                          kernel="online_lif"))
+NEURONS.register("online_lif", NeuronSpec(online.build_online_lif, {"ots": True}, kernel="online_lif"))
 
 
 def _spec(cfg: NeuronConfig) -> NeuronSpec:

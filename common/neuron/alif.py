@@ -12,16 +12,22 @@ Both compute the same forward recurrence (refractory length ``R = latency``), pe
 with per-element (shape ``features``) learnable ``beta = clamp(beta_raw, 0.001, 0.999)``,
 ``p = clamp(|p_raw|, 0, 0.999)``, ``b = clamp(|b_raw|, 0.001, 1)``; inits ``beta_raw = p_raw = 0.99``,
 ``b_raw = b_init`` (default 0.999: just inside the clamp, so b starts at ~1 and trains; the survey/Blocks code used
-1.8, which the clamp turns into a constant b = 1 with zero gradient -- pass ``b_init=1.8`` to reproduce that; note
-that torch's clamp also has zero gradient exactly at the bound, so 1.0 freezes b too).
+1.8, which the clamp turns into a constant b = 1 with zero gradient -- ``--survey-quirk blockalif_frozen_b``
+reproduces that; note that torch's clamp also has zero gradient exactly at the bound, so 1.0 freezes b too).
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
 
+from common import quirks
 from common.neuron.config import as_surrogate
 from common.state import MemoryModule
+
+SURVEY_B_INIT = 1.8  # the survey's (Blocks code's) b_raw init: outside the clamp, so b = 1 with zero gradient
+quirks.register("blockalif_frozen_b", f"ALIF/BlockALIF b_raw starts at {SURVEY_B_INIT} (the authors' Blocks init), "
+                "outside the clamp |b| <= 1: the adaptation strength is a constant b = 1 that never trains",
+                ("cf10", "scf10", "shd", "ncars", "sfod", "coco"))
 
 
 class _AdaptiveBase(MemoryModule):
@@ -147,12 +153,19 @@ class BlockALIFNode(_AdaptiveBase):
         return torch.cat(spikes).reshape(x_seq.shape).to(x_seq.dtype)
 
 
+def _b_init(cfg, options: dict) -> dict:
+    """``options`` with ``b_init`` = :data:`SURVEY_B_INIT` under the survey quirk ``blockalif_frozen_b`` (else the
+    constructor's default)."""
+    return {**options, "b_init": SURVEY_B_INIT} if cfg.quirk("blockalif_frozen_b") else options
+
+
 def build_alif(cfg, features, **options) -> ALIFNode:
-    """``alif``: cfg.v_threshold, surrogate; options ``latency`` (refractory steps), ``beta_init``, ``p_init``,
-    ``b_init``."""
-    return ALIFNode(features, v_threshold=cfg.v_threshold, surrogate=cfg.make_surrogate(), **options)
+    """``alif``: cfg.v_threshold, surrogate; options ``latency`` (refractory steps), ``beta_init``, ``p_init``;
+    survey quirk ``blockalif_frozen_b`` (b_init = 1.8)."""
+    return ALIFNode(features, v_threshold=cfg.v_threshold, surrogate=cfg.make_surrogate(), **_b_init(cfg, options))
 
 
 def build_blockalif(cfg, features, **options) -> BlockALIFNode:
     """``blockalif``: same options as ``alif``; block length = latency + 1."""
-    return BlockALIFNode(features, v_threshold=cfg.v_threshold, surrogate=cfg.make_surrogate(), **options)
+    return BlockALIFNode(features, v_threshold=cfg.v_threshold, surrogate=cfg.make_surrogate(),
+                         **_b_init(cfg, options))

@@ -3,10 +3,14 @@ from __future__ import annotations
 
 import torch
 
-from common import kernels
+from common import kernels, quirks
 from common.kernels.clif import ClifParams
 from common.neuron.config import as_surrogate
 from common.state import MemoryModule
+
+quirks.register("clif_sigmoid_carry", "CLIF carries sigmoid(m) as its state instead of m (the in-place "
+                "torch.sigmoid_(m) of the survey's CLIFSpike; the spikes differ from step 2 on)",
+                ("cf10", "scf10", "shd", "ncars", "sfod", "coco"))
 
 
 class CLIFNode(MemoryModule):
@@ -44,6 +48,6 @@ class CLIFNode(MemoryModule):
                 f"surrogate={self.surrogate.name}, backend={self.backend}")
 
 
-def build_clif(cfg, features, clif_sigmoid_carry: bool) -> CLIFNode:
-    """``clif``: cfg.tau, cfg.v_threshold, surrogate, backend; option ``clif_sigmoid_carry``."""
-    return CLIFNode(cfg.tau, cfg.v_threshold, cfg.make_surrogate(), clif_sigmoid_carry, cfg.backend)
+def build_clif(cfg, features) -> CLIFNode:
+    """``clif``: cfg.tau, cfg.v_threshold, surrogate, backend; survey quirk ``clif_sigmoid_carry``."""
+    return CLIFNode(cfg.tau, cfg.v_threshold, cfg.make_surrogate(), cfg.quirk("clif_sigmoid_carry"), cfg.backend)

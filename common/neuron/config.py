@@ -25,6 +25,7 @@ class NeuronConfig:
     backend: str = "auto"
     T: int = 4
     extra: dict = field(default_factory=dict)
+    quirks: frozenset = frozenset()  # survey quirks in force (``--survey-quirk``, common.quirks)
 
     @classmethod
     def from_args(cls, args, **overrides) -> NeuronConfig:
@@ -36,6 +37,7 @@ class NeuronConfig:
         }
         values = {key: getattr(args, flag) for key, flag in names.items() if hasattr(args, flag)}
         values["extra"] = dict(getattr(args, "neuron_extra", None) or {})
+        values["quirks"] = frozenset(getattr(args, "survey_quirks", None) or ())
         values.update(overrides)
         return cls(**values)
 
@@ -50,6 +52,10 @@ class NeuronConfig:
             raise UsageError(f"--neuron-opt {', '.join(unknown)}: not an option of --neuron {self.name}; "
                              f"valid: {valid}")
         return {key: _convert(key, self.extra.get(key, default), default) for key, default in declared.items()}
+
+    def quirk(self, name: str) -> bool:
+        """Whether the survey quirk ``name`` is in force (``--survey-quirk name``)."""
+        return name in self.quirks
 
     def make_surrogate(self) -> surrogates.Surrogate:
         return surrogates.get(self.surrogate, alpha=self.sg_alpha)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import torch
 
-from common import kernels
+from common import kernels, quirks
 from common.kernels.online import OnlineParams
 from common.neuron.config import as_surrogate
 from common.state import MemoryModule
 
+quirks.register("ots_batch_eval", "the online LIF's OTS threshold is recomputed from the statistics of the "
+                "evaluation batch at test time (the survey's self.train() typo) instead of the running thresholds",
+                ("cf10", "scf10", "shd", "ncars", "sfod", "coco"))
 RUN_TH_MOMENTUM = 0.9  # run_th[t] <- 0.9 run_th[t] + 0.1 theta[t], once per training batch
 
 
@@ -79,7 +82,8 @@ class OnlineLIFNode(MemoryModule):
                 f"ots_batch_eval={self.ots_batch_eval}, surrogate={self.surrogate.name}, backend={self.backend}")
 
 
-def build_online_lif(cfg, features, ots: bool, ots_batch_eval: bool) -> OnlineLIFNode:
-    """``online_lif``: cfg.tau, cfg.v_threshold (= theta[0]), cfg.T (run_th length), backend; options ``ots``,
-    ``ots_batch_eval`` (True = survey behaviour)."""
-    return OnlineLIFNode(cfg.tau, cfg.v_threshold, cfg.make_surrogate(), cfg.T, ots, ots_batch_eval, cfg.backend)
+def build_online_lif(cfg, features, ots: bool) -> OnlineLIFNode:
+    """``online_lif``: cfg.tau, cfg.v_threshold (= theta[0]), cfg.T (run_th length), backend; option ``ots``;
+    survey quirk ``ots_batch_eval``."""
+    return OnlineLIFNode(cfg.tau, cfg.v_threshold, cfg.make_surrogate(), cfg.T, ots, cfg.quirk("ots_batch_eval"),
+                         cfg.backend)

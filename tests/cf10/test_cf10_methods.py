@@ -8,24 +8,15 @@ import pytest
 import torch
 
 from cf10 import train
+from common import survey
 from common.errors import UsageError
 from common.runlog import read_metrics
 from tests.fakedata import skip_cifar10_md5, smoke_args
 
 C = 8
-# survey column -> flags (README "CIFAR10" table); distillation adds --teacher
-COLUMNS = {
-    "IF": ["--neuron", "if"],
-    "LIF": [],
-    "CLIF": ["--neuron", "clif"],
-    "PSN family": ["--neuron", "psn"],
-    "TEBN": ["--norm", "tebn"],
-    "OSR": ["--method", "online", "--neuron", "online_lif", "--norm", "osr"],
-    "BlockALIF": ["--neuron", "blockalif", "--neuron-opt", "latency=1", "--neuron-opt", "b_init=1.8"],
-    "Tandem": ["--method", "tandem", "--opt", "sgd", "--lr", "1e-3"],
-    "Response distillation": ["--method", "distill_response", "--kd-alpha", "1e-3", "--kd-temp", "4"],
-    "Feature distillation": ["--method", "distill_feature", "--kd-beta", "0.1"],
-}
+# survey column -> flags of the survey's run (the table of record, recipe and teacher left out); distillation adds
+# --teacher
+COLUMNS = {cell.column: survey.method_flags(cell) for cell in survey.select("cf10", "accuracy")}
 
 
 pytestmark = pytest.mark.usefixtures("cifar10_no_md5")
@@ -46,7 +37,7 @@ def teacher(cifar10_dir, tmp_path_factory):
 
 @pytest.mark.parametrize("column", sorted(COLUMNS))
 def test_each_survey_column_trains_one_epoch(column, cifar10_dir, tmp_path, teacher):
-    extra = ["--teacher", teacher] if "distillation" in column else []
+    extra = ["--teacher", teacher] if column.startswith("KD-") else []
     summary = train.main(small(cifar10_dir, tmp_path, *COLUMNS[column], *extra))
     (row,) = read_metrics(Path(summary["run_dir"]) / "metrics.csv")
     assert row["train_samples_per_s"] > 0 and 0.0 <= row["test_acc"] <= 1.0

@@ -50,7 +50,7 @@ def build(args, kind="snn"):
 
 
 def parse(*argv):
-    return cli.parse(cli.base_parser("tiny"), ["-T", str(T), "--device", "cpu", *argv])
+    return cli.parse(cli.base_parser("tiny", task="cf10"), ["-T", str(T), "--device", "cpu", *argv])
 
 
 def make_task(args):
@@ -319,7 +319,7 @@ def run_one_step(name, teacher_path, *flags):
 
 @pytest.mark.parametrize("quirk", [False, True])
 def test_response_distillation_loss(teacher_path, quirk):
-    flags = ["--kd-alpha", "0.3", "--kd-temp", "2"] + (["--kd-survey-quirk"] if quirk else [])
+    flags = ["--kd-alpha", "0.3", "--kd-temp", "2"] + (["--survey-quirk", "kd_raw_teacher_logits"] if quirk else [])
     method, student, x, y, loss = run_one_step("distill_response", teacher_path, *flags)
     teacher = tiny_ann(None)
     teacher.load_state_dict(torch.load(teacher_path)["model"])

@@ -41,13 +41,13 @@ def test_registry_names():
 
 
 def test_extra_options_parse_cli_strings():
-    cfg = NeuronConfig(name="online_lif", extra={"ots": "false", "ots_batch_eval": "1"})
+    cfg = NeuronConfig(name="online_lif", extra={"ots": "false"})
     node = build_neuron(cfg, (4,))
-    assert node.ots is False and node.ots_batch_eval is True
-    node = build_neuron(NeuronConfig(name="blockalif", extra={"latency": "3", "b_init": "1.8"}), (4,))
-    assert node.latency == 3 and torch.all(node.b_raw == 1.8)
-    with pytest.raises(UsageError, match="clif_sigmoid_carry='maybe' is not a boolean"):
-        build_neuron(NeuronConfig(name="clif", extra={"clif_sigmoid_carry": "maybe"}), (4,))
+    assert node.ots is False and node.ots_batch_eval is False
+    node = build_neuron(NeuronConfig(name="blockalif", extra={"latency": "3"}), (4,))
+    assert node.latency == 3 and torch.all(node.b_raw == 0.999)
+    with pytest.raises(UsageError, match="ots='maybe' is not a boolean"):
+        build_neuron(NeuronConfig(name="online_lif", extra={"ots": "maybe"}), (4,))
     with pytest.raises(UsageError, match="latency='soon' is not an integer"):
         build_neuron(NeuronConfig(name="alif", extra={"latency": "soon"}), (4,))
 
@@ -55,7 +55,7 @@ def test_extra_options_parse_cli_strings():
 @pytest.mark.parametrize("name,key", [("lif", "k"), ("clif", "ots"), ("sliding_psn", "latencyy"), ("psn", "k")])
 def test_unknown_or_inapplicable_options_are_refused_with_the_valid_ones(name, key):
     cfg = NeuronConfig(name=name, extra={key: 1})
-    valid = {"lif": "none", "clif": "clif_sigmoid_carry (bool, default False)",
+    valid = {"lif": "none", "clif": "none",
              "sliding_psn": "k (int, default 4), exp_init (bool, default True)", "psn": "none"}[name]
     with pytest.raises(UsageError, match=f"--neuron-opt {key}: not an option of --neuron {name}; valid: ") as err:
         check_config(cfg)
@@ -116,6 +116,26 @@ def test_clif_matches_numpy(carry):
     np.testing.assert_array_equal(s.numpy(), ref_s)
     np.testing.assert_allclose(node.u.numpy(), ref_u, rtol=1e-12)
     np.testing.assert_allclose(node.m.numpy(), ref_m, rtol=1e-12)
+
+
+@pytest.mark.parametrize("quirk,name,attr,on,off", [
+    ("clif_sigmoid_carry", "clif", "sigmoid_carry", True, False),
+    ("ots_batch_eval", "online_lif", "ots_batch_eval", True, False),
+    ("blockalif_frozen_b", "blockalif", "b_raw", 1.8, 0.999),
+    ("blockalif_frozen_b", "alif", "b_raw", 1.8, 0.999),
+])
+def test_survey_quirks_reach_the_neurons(quirk, name, attr, on, off):
+    """``--survey-quirk`` (NeuronConfig.quirks) is the only way to the survey behaviours; the old --neuron-opt keys
+    are gone."""
+    def value(cfg):
+        v = getattr(build_neuron(cfg, (4,)), attr)
+        return v.flatten()[0].item() if isinstance(v, torch.Tensor) else v
+
+    assert value(NeuronConfig(name=name, T=4, quirks=frozenset({quirk}))) == pytest.approx(on)
+    assert value(NeuronConfig(name=name, T=4)) == pytest.approx(off)
+    old = {"clif_sigmoid_carry": "clif_sigmoid_carry", "ots_batch_eval": "ots_batch_eval"}.get(quirk, "b_init")
+    with pytest.raises(UsageError, match=f"--neuron-opt {old}: not an option"):
+        build_neuron(NeuronConfig(name=name, T=4, extra={old: 1}), (4,))
 
 
 def test_clif_sigmoid_carry_changes_the_dynamics():

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from common import survey
 from common.errors import UsageError
 from common.runlog import read_metrics
 from scf10 import train
@@ -12,15 +13,7 @@ from tests.fakedata import smoke_args
 
 C = 8
 # survey column -> flags (README "sequential CIFAR10" table)
-COLUMNS = {
-    "IF": ["--neuron", "if"],
-    "LIF": [],
-    "CLIF": ["--neuron", "clif"],
-    "PSN family": ["--neuron", "sliding_psn", "--neuron-opt", "k=4"],
-    "TEBN": ["--norm", "tebn"],
-    "OSR": ["--method", "online", "--neuron", "online_lif", "--norm", "osr"],
-    "BlockALIF": ["--neuron", "blockalif", "--neuron-opt", "latency=1", "--neuron-opt", "b_init=1.8"],
-}
+COLUMNS = {cell.column: survey.method_flags(cell) for cell in survey.select("scf10", "accuracy")}  # table of record
 
 
 pytestmark = pytest.mark.usefixtures("cifar10_no_md5")

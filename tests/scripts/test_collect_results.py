@@ -102,12 +102,12 @@ def test_accuracy_mean_std_over_seeds_beside_survey(tables):
     # lif_lr (90 %) is another configuration of the same cell -> '†', the better one is shown
     assert md_cell(out / "accuracy.md", "CIFAR10", "LIF") == "92.50 ± 0.71 (n=2)*† / 92.98 (-0.48)"
     wide = read_wide(out / "accuracy.csv")
-    assert float(wide["cf10", "ours"]["lif"]) == pytest.approx(92.5)
-    assert float(wide["cf10", "ours_std"]["lif"]) == pytest.approx(0.70710678)
-    assert wide["cf10", "n"]["lif"] == "2"
-    assert float(wide["cf10", "survey"]["lif"]) == 92.98
-    assert float(wide["cf10", "diff"]["lif"]) == pytest.approx(92.5 - 92.98)
-    assert [Path(p).name for p in wide["cf10", "runs"]["lif"].split(";")] == ["lif_s1", "lif_s2"]
+    assert float(wide["cf10", "ours"]["LIF"]) == pytest.approx(92.5)
+    assert float(wide["cf10", "ours_std"]["LIF"]) == pytest.approx(0.70710678)
+    assert wide["cf10", "n"]["LIF"] == "2"
+    assert float(wide["cf10", "survey"]["LIF"]) == 92.98
+    assert float(wide["cf10", "diff"]["LIF"]) == pytest.approx(92.5 - 92.98)
+    assert [Path(p).name for p in wide["cf10", "runs"]["LIF"].split(";")] == ["lif_s1", "lif_s2"]
 
 
 def test_missing_and_incomplete_cells(tables):
@@ -118,7 +118,7 @@ def test_missing_and_incomplete_cells(tables):
     assert md_cell(md, "CIFAR10", "CLIF") == "— [1 incomplete] / 93.21"  # summary, but 2 of 3 epochs
     assert md_cell(md, "Sequential CIFAR10", "LIF") == "— / 80.50"
     wide = read_wide(out / "accuracy.csv")
-    assert wide["cf10", "ours"]["if"] == "" and wide["cf10", "n"]["if"] == "0"
+    assert wide["cf10", "ours"]["IF"] == "" and wide["cf10", "n"]["IF"] == "0"
     with open(out / "runs.csv", newline="") as f:
         status = {Path(r["path"]).name: r["status"] for r in csv.DictReader(f)}
     assert status == {"lif_s1": "finished", "lif_s2": "finished", "lif_alpha5": "finished", "lif_lr": "finished",
@@ -130,10 +130,10 @@ def test_missing_and_incomplete_cells(tables):
 def test_column_mapping_and_survey_surrogate(tables):
     out, found = tables
     columns = {r.path.name: r.column for r in found.runs}
-    assert columns["tebn_if"] == "tebn_if" and columns["osr"] == "osr" and columns["odd"] is None
+    assert columns["tebn_if"] == "TEBN" and columns["osr"] == "OSR" and columns["odd"] is None
     md = out / "accuracy.md"
     # SHD: IF + TEBN at the survey's alpha 5; OSR at alpha 2 (the survey's OSR neuron kept ATan's default)
-    assert md_cell(md, "SHD", "TEBN (IF)") == "75.00* / 74.54 (+0.46)"
+    assert md_cell(md, "SHD", "TEBN") == "75.00* / 74.54 (+0.46)"
     assert md_cell(md, "SHD", "OSR") == "41.00* / 40.93 (+0.07)"
     # other surrogates / alphas never enter the method tables (lif_alpha5 95 %, clif_sigmoid 90 %)
     assert "95.00" not in md.read_text() and "90.00" not in md.read_text()
@@ -142,7 +142,7 @@ def test_column_mapping_and_survey_surrogate(tables):
 def test_sop_speed_memory_tables(tables):
     out, _ = tables
     assert md_cell(out / "sop.md", "CIFAR10", "LIF") == "10.5 ± 0.70711 (n=2)*† / 10.095 (+0.405)"
-    assert md_cell(out / "sop.md", "SHD", "TEBN (IF)") == "0.025* / 0.026191 (-0.0011909)"  # per step, corrected
+    assert md_cell(out / "sop.md", "SHD", "TEBN") == "0.025* / 0.026191 (-0.0011909)"  # per step, corrected
     # median over epochs per run, then mean over the two seeds: (1500.5 + 1700.5) / 2
     assert md_cell(out / "train_speed.md", "CIFAR10", "LIF").startswith("1600.5 ± 141.4 (n=2)*† / 1659.6")
     assert md_cell(out / "memory.md", "CIFAR10", "LIF").startswith("4101 ± 141 (n=2)*† / 5009")  # max over epochs
@@ -174,7 +174,7 @@ def test_speed_table_against_survey(tables):
         rows = {r["impl"]: r for r in csv.DictReader(f)}
     assert set(rows) == {"loop", "psn"}  # the skipped row is left out
     assert float(rows["psn"]["ours_speedup"]) == pytest.approx(4.0)
-    assert float(rows["loop"]["survey_ms"]) == pytest.approx(3.0512)  # speed/survey_outs.csv, train N=512 T=4
+    assert float(rows["loop"]["survey_ms"]) == pytest.approx(3.0512)  # survey speed_outs.csv, train N=512 T=4
     assert "| train | 512 | 4 | 2 / 3.051 | 0.5 / 0.7237 (×4.00 / ×4.22) |" in (out / "speed.md").read_text()
 
 
@@ -187,17 +187,22 @@ def test_tables_md_and_cli(tables, tmp_path):
         collect_results.main([str(tmp_path / "missing"), "--out", str(tmp_path / "o")])
 
 
-@pytest.mark.parametrize("flags, column", [
-    (["--neuron", "if"], "if"), (["--neuron", "lif"], "lif"), (["--neuron", "clif"], "clif"),
-    (["--neuron", "psn"], "psn"), (["--neuron", "sliding_psn"], "psn"), (["--neuron", "masked_psn"], "psn"),
-    (["--norm", "tebn"], "tebn"), (["--neuron", "if", "--norm", "tebn"], "tebn_if"),
-    (["--neuron", "online_lif", "--norm", "osr", "--method", "online"], "osr"),
-    (["--neuron", "blockalif"], "blockalif"), (["--method", "tandem"], "tandem"),
-    (["--method", "distill_response"], "distill_response"), (["--method", "distill_feature"], "distill_feature"),
-    (["--method", "ann"], "ann"), (["--neuron", "clif", "--norm", "tebn"], None), (["--method", "online"], None),
+@pytest.mark.parametrize("task, flags, column", [
+    ("cf10", ["--neuron", "if"], "IF"), ("cf10", ["--neuron", "lif"], "LIF"), ("cf10", ["--neuron", "clif"], "CLIF"),
+    ("cf10", ["--neuron", "psn"], "PSN"), ("cf10", ["--neuron", "sliding_psn"], None),
+    ("scf10", ["--neuron", "sliding_psn"], "PSN"), ("shd", ["--neuron", "sliding_psn"], "PSN"),
+    ("cf10", ["--norm", "tebn"], "TEBN"), ("cf10", ["--neuron", "if", "--norm", "tebn"], None),
+    ("shd", ["--neuron", "if", "--norm", "tebn"], "TEBN"),
+    ("cf10", ["--neuron", "online_lif", "--norm", "osr", "--method", "online"], "OSR"),
+    ("shd", ["--neuron", "online_lif", "--norm", "osr"], "OSR"),
+    ("cf10", ["--neuron", "blockalif"], "BlockALIF"), ("cf10", ["--method", "tandem"], "Tandem"),
+    ("cf10", ["--method", "distill_response"], "KD-response"), ("cf10", ["--method", "distill_feature"], "KD-feature"),
+    ("cf10", ["--method", "ann"], "ANN"), ("cf10", ["--neuron", "clif", "--norm", "tebn"], None),
+    ("cf10", ["--method", "online"], None), ("scf10", ["--method", "tandem"], None),
 ])
-def test_column_rules(flags, column):
-    args = {**vars(cli.base_parser("test").parse_args(flags)), "task": "cf10"}
+def test_column_rules(task, flags, column):
+    """A run's column is the table of record's cell with its --neuron/--norm/--method (per task)."""
+    args = {**vars(cli.base_parser("test").parse_args(flags)), "task": task}
     assert collect_results.Run(Path("x"), args, [], None, None).column == column
 
 
@@ -281,3 +286,14 @@ def test_digits_rows_of_one_seed_count_once(tmp_path):
     with open(out / "surrogates.csv", newline="") as f:
         (only,) = list(csv.DictReader(f))
     assert only["n"] == "1"
+
+
+def test_runs_without_the_cells_survey_quirks_are_marked(tmp_path):
+    root = tmp_path / "runs"
+    write_run(root, "clif_plain", [0.9], flags=["--neuron", "clif"])
+    write_run(root, "clif_survey", [0.9], flags=["--neuron", "clif", "--survey-quirk", "clif_sigmoid_carry"])
+    out = tmp_path / "out"
+    collect_results.collect([root], out)
+    runs = _runs_csv(out)
+    assert "quirks=none (survey clif_sigmoid_carry)" in runs["clif_plain"]["differs"]
+    assert "quirks" not in runs["clif_survey"]["differs"]

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from common import survey
+
 ROOT = Path(__file__).resolve().parents[2]
 SURROGATES = ["atan", "rect", "sigmoid"]
 
@@ -52,7 +54,7 @@ if "--fail" in rest:
 def repo(tmp_path):
     """A scratch repository: the sweep scripts, a 3-entry surrogate registry and fake cf10/scf10/shd trainers."""
     (tmp_path / "scripts").mkdir()
-    for name in ("sweep_lib.sh", "sweep_sg.sh", "sweep_methods.sh"):
+    for name in ("sweep_lib.sh", "sweep_sg.sh", "sweep_methods.sh", "reproduce.py"):
         shutil.copy(ROOT / "scripts" / name, tmp_path / "scripts" / name)
     (tmp_path / "common").mkdir()
     (tmp_path / "common" / "__init__.py").write_text("")
@@ -231,40 +233,48 @@ def test_methods_dry_run_covers_the_survey_columns(repo, task):
     assert list(cmds) == SURVEY_COLUMNS[task]  # distillation after its teacher (ann)
     for name, cmd in cmds.items():
         assert cmd.startswith(f"python {task}/train.py ")
-        assert cmd.endswith(f" --out-dir runs/{task}/methods --run-name {name}")
+        assert cmd.endswith(f" --out-dir runs/{task}/survey --run-name {name}")
 
 
-def test_methods_commands_match_reproduce_md(repo):
-    """scripts/reproduce.md lists exactly the sweep's command lines (run from the repository root)."""
-    text = (ROOT / "scripts" / "reproduce.md").read_text()
-    for task in SURVEY_COLUMNS:
-        for sop in ([], ["--sop"]):
-            res = sweep(repo, "sweep_methods.sh", task, *sop, "--dry-run", python="python")
-            for cmd in commands(res.stdout).values():
-                assert cmd in text, cmd
+def test_methods_commands_are_the_table_of_record(repo):
+    """The sweep runs exactly the commands of scripts/reproduce.py --print (the table of record), run directory
+    flags included; with --sop its SOP command (the run's flags, then --sop --sop-mode MODE --resume RUN_DIR)."""
+    for task, runs in SURVEY_COLUMNS.items():
+        cmds = commands(sweep(repo, "sweep_methods.sh", task, "--dry-run", python="python").stdout)
+        sops = commands(sweep(repo, "sweep_methods.sh", task, "--sop", "--dry-run", python="python").stdout)
+        for run in runs:
+            cell = survey.find(task, run)
+            printed = shlex.join(survey.command(cell, "accuracy"))  # = scripts/reproduce.py --print TASK RUN
+            assert cmds[run] == printed
+            if run == "ann":
+                assert run not in sops
+            else:
+                sop = shlex.join(survey.command(cell, "sop"))
+                assert sops[run] == printed.split(" --out-dir ")[0] + sop.split("train.py", 1)[1]
 
 
 def test_methods_only_adds_the_teacher_and_checks_it(repo):
     res = sweep(repo, "sweep_methods.sh", "cf10", "--only", "distill_feature,lif", "--seeds", "3", "--dry-run")
     cmds = commands(res.stdout)
     assert list(cmds) == ["ann_s3", "lif_s3", "distill_feature_s3"]
-    assert "--teacher runs/cf10/methods/ann_s3" in cmds["distill_feature_s3"]
+    assert "--teacher runs/cf10/survey/ann_s3" in cmds["distill_feature_s3"]
     assert cmds["lif_s3"].split("train.py ")[1].startswith(
         "--T 4 --epochs 256 -b 128 --amp --opt sgd --lr 0.1 --neuron lif --norm bn --method bptt --seed 3")
     # real run where the teacher fails: the student is not started
     res = sweep(repo, "sweep_methods.sh", "cf10", "--only", "distill_response", "--", "--fail")
     assert res.returncode == 1
-    assert "FAILED  distill_response (its teacher runs/cf10/methods/ann has not finished)" in res.stderr
-    assert not (repo / "runs/cf10/methods/distill_response").exists()
+    assert "FAILED  distill_response (its teacher runs/cf10/survey/ann has not finished)" in res.stderr
+    assert not (repo / "runs/cf10/survey/distill_response").exists()
     res = sweep(repo, "sweep_methods.sh", "cf10", "--only", "ann,distill_response")
     assert res.returncode == 0, res.stderr
-    argv = " ".join(json.loads((repo / "runs/cf10/methods/distill_response/args.json").read_text())["argv"])
-    assert "--method distill_response --teacher runs/cf10/methods/ann " in argv
+    argv = " ".join(json.loads((repo / "runs/cf10/survey/distill_response/args.json").read_text())["argv"])
+    assert "--method distill_response --teacher runs/cf10/survey/ann " in argv
 
 
 @pytest.mark.parametrize("args, message", [
     (["coco"], "unknown task 'coco'; the survey's method tables cover"),
-    (["scf10", "--only", "tandem"], "unknown column 'tandem' for scf10; columns: if lif clif psn tebn osr blockalif"),
+    (["scf10", "--only", "tandem"], "unknown column 'tandem' for scf10; columns and runs: if lif clif psn tebn osr "
+                                    "blockalif"),
 ])
 def test_methods_bad_input(repo, args, message):
     res = sweep(repo, "sweep_methods.sh", *args)
@@ -272,7 +282,7 @@ def test_methods_bad_input(repo, args, message):
 
 
 def test_methods_sop_counts_finished_runs_only(repo):
-    out = repo / "runs" / "scf10" / "methods"
+    out = repo / "runs" / "scf10" / "survey"
     for name in ("if", "lif", "clif"):
         (out / name).mkdir(parents=True)
         (out / name / "summary.json").write_text("{}")
@@ -280,14 +290,14 @@ def test_methods_sop_counts_finished_runs_only(repo):
     (out / "clif" / "sop.json").write_text('{"corrected": {"sop_m_per_sample": 1.0}}')
     res = sweep(repo, "sweep_methods.sh", "scf10", "--only", "if,lif,clif,psn", "--sop")
     assert res.returncode == 1  # psn has not finished
-    assert "skip    lif (SOPs counted: runs/scf10/methods/lif/sop.json)" in res.stdout
-    assert "FAILED  psn (not finished: no runs/scf10/methods/psn/summary.json)" in res.stderr
+    assert "skip    lif (SOPs counted: runs/scf10/survey/lif/sop.json)" in res.stdout
+    assert "FAILED  psn (not finished: no runs/scf10/survey/psn/summary.json)" in res.stderr
     cmds = commands(res.stdout)
     assert list(cmds) == ["if", "clif"]
     assert cmds["if"].endswith("--neuron if --norm bn --method bptt --sop --sop-mode paper "
-                               "--resume runs/scf10/methods/if")
+                               "--resume runs/scf10/survey/if")
     argv = json.loads((out / "if" / "args.json").read_text())["argv"]
-    assert argv[-5:] == ["--sop", "--sop-mode", "paper", "--resume", "runs/scf10/methods/if"]
+    assert argv[-5:] == ["--sop", "--sop-mode", "paper", "--resume", "runs/scf10/survey/if"]
     assert (out / "logs" / "if.sop.log").exists()
 
 

@@ -50,8 +50,8 @@ def write_boxes(path, rows, dtype=BOX_DTYPE):
 
 
 def moving_object_events(rng, t_end_us: int, box=(40, 30, 60, 40), speed=(0.2, 0.0), rate_per_ms: int = 20,
-                         t_start_us: int = 0):
-    """Events (t, x, y, p) on the edges of a box moving at ``speed`` px/ms, plus sparse noise."""
+                         t_start_us: int = 0, sensor=(240, 304)):
+    """Events (t, x, y, p) on the edges of a box moving at ``speed`` px/ms, inside a ``sensor`` (H, W) frame."""
     n = (t_end_us - t_start_us) // 1000 * rate_per_ms
     t = np.sort(rng.integers(t_start_us, t_end_us, n))
     x0 = box[0] + speed[0] * t / 1000
@@ -60,23 +60,23 @@ def moving_object_events(rng, t_end_us: int, box=(40, 30, 60, 40), speed=(0.2, 0
     u = rng.random(n)
     x = np.where(edge < 2, x0 + u * box[2], np.where(edge == 2, x0, x0 + box[2]))
     y = np.where(edge >= 2, y0 + u * box[3], np.where(edge == 0, y0, y0 + box[3]))
-    x = np.clip(x, 0, 303).astype(np.int64)
-    y = np.clip(y, 0, 239).astype(np.int64)
+    x = np.clip(x, 0, sensor[1] - 1).astype(np.int64)
+    y = np.clip(y, 0, sensor[0] - 1).astype(np.int64)
     p = rng.integers(0, 2, n)
     return t, x, y, p
 
 
-def write_recording(folder, name: str, events, box_rows):
+def write_recording(folder, name: str, events, box_rows, header=GEN1_HEADER):
     folder = Path(folder)
-    write_dat(folder / f"{name}_td.dat", *events)
+    write_dat(folder / f"{name}_td.dat", *events, header=header)
     write_boxes(folder / f"{name}_bbox.npy", box_rows)
 
 
-def write_gen1(root, splits: dict) -> Path:
+def write_gen1(root, splits: dict, header=GEN1_HEADER) -> Path:
     """``splits = {"train": {name: (events, box_rows)}, ...}`` -> ``root/<split>/<name>_td.dat`` + ``_bbox.npy``."""
     for split, recordings in splits.items():
         for name, (events, rows) in recordings.items():
-            write_recording(Path(root) / split, name, events, rows)
+            write_recording(Path(root) / split, name, events, rows, header)
     return Path(root)
 
 
@@ -98,6 +98,31 @@ def synthetic_gen1(root, seed: int = 0, n_recordings: int = 2, splits=("train", 
                     rows.append((ts, 200 - 0.05 * ts / 1000, 100, 24, 60, 1, 2))
             spec[split][f"{split}_rec{k}"] = (events, rows)
     return write_gen1(root, spec)
+
+
+def small_gen1(root, sensor=(128, 160), seed: int = 0, n_recordings: int = 2, splits=("train", "test")) -> Path:
+    """Like :func:`synthetic_gen1` on a smaller ``sensor`` (H, W; header with that size): a car (label 0) moving
+    right in every recording, a pedestrian (label 1) in the first; boxes every 100 ms from 200 ms to 600 ms."""
+    rng = np.random.default_rng(seed)
+    header = (*GEN1_HEADER[:2], f"% Height {sensor[0]}", f"% Width {sensor[1]}")
+    spec = {}
+    for split in splits:
+        spec[split] = {}
+        for k in range(n_recordings):
+            car = moving_object_events(rng, 600_000, box=(10 + 8 * k, 20, 50, 36), speed=(0.05, 0.0),
+                                       sensor=sensor)
+            ped = moving_object_events(rng, 600_000, box=(110, 40, 22, 50), speed=(-0.02, 0.0), rate_per_ms=10,
+                                       sensor=sensor)
+            parts = [car, ped] if k == 0 else [car]
+            order = np.argsort(np.concatenate([part[0] for part in parts]), kind="stable")
+            events = tuple(np.concatenate([part[i] for part in parts])[order] for i in range(4))
+            rows = []
+            for ts in range(200_000, 600_001, 100_000):
+                rows.append((ts, 10 + 8 * k + 0.05 * ts / 1000, 20, 50, 36, 0, 1))
+                if k == 0:
+                    rows.append((ts, 110 - 0.02 * ts / 1000, 40, 22, 50, 1, 2))
+            spec[split][f"{split}_rec{k}"] = (events, rows)
+    return write_gen1(root, spec, header)
 
 
 def write_ncars(root, n_per_class: int = 3, seed: int = 0, splits=("train", "test")) -> Path:

@@ -88,10 +88,11 @@ def test_every_variant_trains_on_a_small_frame(neuron, norm):
 
 def test_survey_neuron_config():
     cfg = sfod_model.survey_neuron_config(NeuronConfig(name="blockalif"))
-    assert (cfg.surrogate, cfg.sg_alpha, cfg.extra) == ("fast_sigmoid", 10.0, {"b_init": 1.8, "latency": 1})
+    assert (cfg.surrogate, cfg.sg_alpha, cfg.extra) == ("fast_sigmoid", 10.0, {"latency": 1})
     cfg = sfod_model.survey_neuron_config(NeuronConfig(name="sliding_psn", extra={"k": "2"}))
     assert cfg.extra == {"k": "2"}
-    assert sfod_model.survey_neuron_config(NeuronConfig(name="clif")).extra == {"clif_sigmoid_carry": True}
+    assert sfod_model.survey_neuron_config(NeuronConfig(name="sliding_psn")).extra == {"k": 3}
+    assert sfod_model.survey_neuron_config(NeuronConfig(name="clif")).extra == {}
 
 
 def test_ncars_classifier_and_rate_mse():

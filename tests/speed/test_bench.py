@@ -3,8 +3,9 @@ import csv
 import pytest
 import torch
 
+from common import survey
+from common.survey import survey_ms
 from speed import bench, floor, impls, report
-from speed.survey_numbers import THROUGHPUT, survey_ms
 
 
 def test_lif_bytes_hand_computed():
@@ -30,12 +31,16 @@ def test_survey_numbers_match_the_spec():
     # spec table: train, power 16 (N = 131072), T = 64: lif 33.174, psn 1.530, cp 1.907 ms; sp_cp 17.40
     assert survey_ms("loop", "train", 64, 131072) == pytest.approx(33.174, abs=1e-3)
     assert survey_ms("psn", "train", 64, 131072) == pytest.approx(1.530, abs=1e-3)
-    assert survey_ms("loop", "train", 64, 131072) / survey_ms("spikingjelly", "train", 64, 131072) == \
+    assert survey_ms("loop", "train", 64, 131072) / survey_ms("spikingjelly-cupy", "train", 64, 131072) == \
         pytest.approx(17.40, abs=0.01)
-    assert survey_ms("blockalif-L1", "train", 2, 512) is None  # skipped by the survey (latency + 1 >= T)
+    assert survey_ms("blockalif-survey-L1", "train", 2, 512) is None  # skipped by the survey (latency + 1 >= T)
+    # spec: train, N = 131072, T = 64: BlockALIF 129.53 / 75.94 / 46.71 / 37.90 ms (latency 0, 1, 3, 7)
+    assert [round(survey_ms(f"blockalif-survey-L{lat}", "train", 64, 131072), 2) for lat in (0, 1, 3, 7)] == [
+        129.53, 75.94, 46.71, 37.90]
     assert survey_ms("fused", "train", 64, 131072) is None
     assert survey_ms("loop", "train", 64, 65536) is None  # N = 2**16 is not in the survey's grid
-    assert THROUGHPUT["cf10"]["LIF"][0] == pytest.approx(1659.5532)
+    lif = survey.find("cf10", "LIF").published
+    assert (lif["train_speed"], lif["test_speed"], lif["memory"]) == (1659.5532, 1466.3966, 5009)
 
 
 def test_loop_lif_hand_computed():
