@@ -64,7 +64,7 @@ def _write_aside(data: bytes, path: Path) -> Path:
     return Path(tmp)
 
 
-def _link_or_copy(src: Path, dst: Path) -> None:
+def link_or_copy(src: Path, dst: Path) -> None:
     """Make ``dst`` a hard link to ``src`` (a copy where links are unsupported), replacing ``dst`` atomically."""
     tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
     tmp.unlink(missing_ok=True)
@@ -94,12 +94,12 @@ def save_run_checkpoint(state: dict, run_dir: str | Path, improved: bool) -> Pat
     tmp = _write_aside(_serialise(state), latest)
     try:
         if latest.exists():
-            _link_or_copy(latest, run_dir / PREVIOUS)
+            link_or_copy(latest, run_dir / PREVIOUS)
         os.replace(tmp, latest)
     finally:
         tmp.unlink(missing_ok=True)
     if improved:
-        _link_or_copy(latest, run_dir / BEST)
+        link_or_copy(latest, run_dir / BEST)
     return latest
 
 

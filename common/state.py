@@ -22,6 +22,10 @@ class MemoryModule(nn.Module):
         self._memories[name] = value
         setattr(self, name, copy.deepcopy(value))
 
+    def memory_names(self) -> list[str]:
+        """The declared state variables."""
+        return list(self._memories)
+
     def reset(self) -> None:
         for name, value in self._memories.items():
             setattr(self, name, copy.deepcopy(value))

@@ -3,7 +3,7 @@
 For every method column of the survey's table the task's own parser builds the survey run's flags (the table of
 record's cell, ``common/survey``, without its epochs / batch / precision: :data:`METHODS`), the task's own
 ``build_task`` builds the model (no dataset is loaded: the batches are synthetic ``torch.rand`` images with random
-labels), and one training step is the engine's own ``common.engine.train_step`` (gradient clipping, accumulation and
+labels), and one training step is the engine's own ``common.training.train_step`` (gradient clipping, accumulation and
 EMA as the flags say); a test step is ``model.eval(); no_grad; method.eval_step``. By default loading is excluded and
 our fastest kernels run; ``--survey-timing`` times as the survey's per-epoch prints did: whole passes over a
 ``DataLoader`` (the task's collate, 4 workers; 0 for BlockALIF, as its runs used ``-j 0``) of ``--steps`` batches,
@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, TensorDataset, default_collate
 
-from common import checkpoint, cli, engine, methods, survey
+from common import checkpoint, cli, methods, survey, training
 from common.batch import Batch
 from common.distributed import DistInfo
 from common.state import reset_net
@@ -71,7 +71,7 @@ def synthetic_loader(task, args, steps: int, workers: int, train: bool) -> DataL
 def build_step(train_mod, flags: list[str], common_flags: list[str], folder: Path, loader_steps: int = 0,
                workers: int = 4):
     """``(train_step, test_step, samples per call)`` closures for one method: the task's model (no dataset is
-    loaded) and the engine's own :func:`common.engine.train_step` / ``method.eval_step`` on one synthetic batch, or
+    loaded) and the engine's own :func:`common.training.train_step` / ``method.eval_step`` on one synthetic batch, or
     with ``loader_steps`` a whole pass over a loader of that many synthetic batches (loading included)."""
     argv = [*common_flags, *flags]
     args = cli.parse(train_mod.build_parser(), argv)
@@ -79,8 +79,8 @@ def build_step(train_mod, flags: list[str], common_flags: list[str], folder: Pat
         args = cli.parse(train_mod.build_parser(), [*argv, "--teacher", str(make_teacher(train_mod, args, folder))])
     device = torch.device(args.device)
     task = train_mod.build_task(args)
-    env = engine.Env(device, DistInfo())
-    state = engine.build_state(args, task, env, methods.get(args.method)(args, task), steps_per_epoch=1)
+    env = training.Env(device, DistInfo())
+    state = training.build_state(args, task, env, methods.get(args.method)(args, task), steps_per_epoch=1)
     gen = torch.Generator().manual_seed(0)
     fixed = [Batch(torch.rand(args.batch_size, 3, 32, 32, generator=gen),
                    torch.randint(0, 10, (args.batch_size,), generator=gen), {})]
@@ -91,7 +91,7 @@ def build_step(train_mod, flags: list[str], common_flags: list[str], folder: Pat
     def train_step():
         state.ddp.train()
         for item in batches[True]:
-            engine.train_step(state, Batch.of(item).to(device))
+            training.train_step(state, Batch.of(item).to(device))
 
     @torch.no_grad()
     def test_step():

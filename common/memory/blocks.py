@@ -67,7 +67,7 @@ def _state(modules) -> list[tuple]:
     record = []
     for module in {id(m): m for top in modules for m in top.modules()}.values():
         if isinstance(module, MemoryModule):
-            record += [(module, name, getattr(module, name), False) for name in module._memories]
+            record += [(module, name, getattr(module, name), False) for name in module.memory_names()]
         record += [(module, name, buf.clone(), True) for name, buf in module.named_buffers(recurse=False)
                    if buf is not None]
     return record

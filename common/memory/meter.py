@@ -12,7 +12,7 @@ import contextlib
 
 import torch
 
-from common.memory.spikes import _METER, Packed
+from common.memory.spikes import ACTIVE_METER, Packed
 
 
 class SavedBytes:
@@ -47,9 +47,9 @@ class SavedBytes:
 def count_saved():
     """``with count_saved() as meter: loss = model(x)...`` -> ``meter.total`` bytes saved for backward."""
     meter = SavedBytes()
-    token = _METER.set(meter)
+    token = ACTIVE_METER.set(meter)
     try:
         with torch.autograd.graph.saved_tensors_hooks(meter.pack, meter.unpack):
             yield meter
     finally:
-        _METER.reset(token)
+        ACTIVE_METER.reset(token)

@@ -20,7 +20,7 @@ from torch.utils.weak import WeakIdKeyDictionary
 from common.kernels.bitpack import pack_bits, unpack_bits
 
 _SCOPE: contextvars.ContextVar[SpikeScope | None] = contextvars.ContextVar("spike_scope", default=None)
-_METER: contextvars.ContextVar[object | None] = contextvars.ContextVar("saved_bytes_meter", default=None)
+ACTIVE_METER: contextvars.ContextVar[object | None] = contextvars.ContextVar("saved_bytes_meter", default=None)
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,7 @@ class SpikeScope:
 
     def pack(self, t: torch.Tensor):
         saved = Packed.of(t, self.mode) if t.dtype.is_floating_point and self.is_spikes(t) else t
-        meter = _METER.get()
+        meter = ACTIVE_METER.get()
         if meter is not None:
             meter.add(saved)
         return saved

@@ -44,7 +44,7 @@ class StepContext:
 class Method:
     """A training rule, selected with ``--method NAME`` from ``common.methods.METHODS``.
 
-    Per training batch the engine (``common.engine.train_step``) runs::
+    Per training batch the engine (``common.training.train_step``) runs::
 
         reset_net(model)
         out = method.train_step(model, batch, ctx)     # forward(s) + ctx.backward(loss)(s)

@@ -10,7 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
-from common import checkpoint, engine, optim
+from common import checkpoint, engine, methods, optim, training
+from common.distributed import DistInfo
 from common.ema import ModelEMA
 from common.errors import UsageError
 from common.runlog import read_metrics
@@ -72,11 +73,11 @@ def test_accumulation_steps_the_optimizer_every_k_batches(tmp_path):
 
     task = tiny_task(counting_loss)
     env = engine.setup(args)
-    state = engine.build_state(args, task, env, engine.methods.get("bptt")(args, task), steps_per_epoch=7)
+    state = training.build_state(args, task, env, methods.get("bptt")(args, task), steps_per_epoch=7)
     steps = []
     state.optimizer.register_step_post_hook(lambda *a: steps.append(len(batches)))
     loader, _ = engine.make_loaders(args, task, env)
-    engine.train_one_epoch(state, loader, 7)
+    training.train_one_epoch(state, loader, 7)
     assert steps == [3, 6, 7]  # after batches 3 and 6, and the remainder at the end of the epoch
     assert state.iteration == 7 and state.last_step == 6
 
@@ -91,9 +92,9 @@ def test_accumulated_gradient_equals_the_sum_over_the_batches():
                                 model.weight)[0]
     args = tiny_args("unused", "--accumulate", "2", "--momentum", "0", "--lr", "0.1")
     task = Task(name="lin", build_model=lambda kind: model, train_loss=F.cross_entropy, score_train=False)
-    env = engine.Env(torch.device("cpu"), engine.distributed.DistInfo())
-    state = engine.build_state(args, task, env, engine.methods.get("bptt")(args, task), steps_per_epoch=2)
-    engine.train_one_epoch(state, [(x[:4], y[:4]), (x[4:], y[4:])], 2)
+    env = training.Env(torch.device("cpu"), DistInfo())
+    state = training.build_state(args, task, env, methods.get("bptt")(args, task), steps_per_epoch=2)
+    training.train_one_epoch(state, [(x[:4], y[:4]), (x[4:], y[4:])], 2)
     torch.testing.assert_close(model.weight.detach(), w0 - 0.1 * grads)
 
 

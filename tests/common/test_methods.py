@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from common import cli, engine, methods
+from common import cli, methods, training
 from common.batch import Batch
 from common.distributed import DistInfo
 from common.errors import UsageError
@@ -181,13 +181,13 @@ def test_online_gradient_has_no_temporal_part_and_backpropagates_every_step():
 def test_online_makes_one_optimizer_step_per_batch():
     args = parse("--method", "online", "--neuron", "online_lif", "--norm", "osr")
     task = make_task(args)
-    env = engine.Env(torch.device("cpu"), DistInfo())
-    state = engine.build_state(args, task, env, methods.get("online")(args, task), steps_per_epoch=3)
+    env = training.Env(torch.device("cpu"), DistInfo())
+    state = training.build_state(args, task, env, methods.get("online")(args, task), steps_per_epoch=3)
     steps = []
     state.optimizer.register_step_post_hook(lambda *a: steps.append(1))
     state.ctx = CountingContext(task.model)
     batches = [fixed_batch(seed) for seed in range(3)]
-    engine.train_one_epoch(state, batches, 3)
+    training.train_one_epoch(state, batches, 3)
     assert len(steps) == 3 and state.ctx.backwards == 3 * T
 
 
