@@ -38,7 +38,7 @@ EXTRAS = (640, 320, 320)
 # The survey's SFOD neuron settings that differ from the NeuronConfig defaults (tau 2, ATan alpha 2, hard reset to
 # 0, detach_reset, decay_input): keys of NeuronConfig.extra and, for BlockALIF, its FastSigmoid(10) surrogate. What
 # the survey's code did differently from the papers (CLIF's sigmoid carry, the online LIF's batch thresholds in eval,
-# BlockALIF's frozen b, OSR's statistics) are survey quirks, ``--survey-quirk NAME`` (SFOD.survey.QUIRKS).
+# BlockALIF's frozen b, OSR's statistics) are survey quirks, ``--survey-quirk NAME`` (see common/survey/record.py).
 SURVEY_NEURON_EXTRA = {"sliding_psn": {"k": 3}, "blockalif": {"latency": 1}}
 SURVEY_SURROGATE = {"blockalif": ("fast_sigmoid", 10.0)}
 

@@ -12,7 +12,8 @@ loaded is recorded in ``args.json`` under ``backbone_init``.
 Every epoch the test split is scored with pycocotools (``test_AP`` ... ``test_ARl`` in ``metrics.csv``);
 ``checkpoint_best.pt`` follows ``test_AP``, but the survey reports the **final** (epoch-50) weights: those are the
 last ``metrics.csv`` row and ``final_test_*`` in ``summary.json``. ``--sop --resume RUN`` counts SOPs of the final
-weights (``checkpoint_latest.pt``) on the test split in the survey's convention (``SFOD.sop``). The ``val`` split is
+weights (``checkpoint_latest.pt``) on the test split in the survey's convention (``common.sop`` with ``SFOD.sop``'s
+``gen1_survey``). The ``val`` split is
 not read (the survey only logged its loss).
 """
 from __future__ import annotations
@@ -22,17 +23,14 @@ import sys
 from functools import partial
 from pathlib import Path
 
-from torch.utils.data import DataLoader
-
-from common import checkpoint, cli, engine
+from common import checkpoint, cli, engine, sop
 from common.coco_eval import COCOEvaluator
 from common.errors import UsageError
-from common.sop.counter import write_sop_json
 from common.task import Task
 from SFOD import gen1, recipe
+from SFOD import sop as gen1_sop
 from SFOD.detection import PostProcess, SSDLoss, filter_boxes
 from SFOD.model import SpikingSSD, backbone_state
-from SFOD.sop import count_sops
 
 LOW_LR_NEURONS, LOW_LR_NORMS = ("clif",), ("osr",)  # the survey's runs with lr 1e-4
 
@@ -53,17 +51,16 @@ def build_parser():
                    help="N-CARS pre-training run (its checkpoint_best.pt) or checkpoint whose backbone starts the "
                         "detector (unset: random init)")
     g.add_argument("--cache-dir", default=None, help="preprocessed-sample cache (default: DATA_DIR/cache)")
-    g.add_argument("--sop", action="store_true",
-                   help="with --resume RUN: count SOPs (survey convention) of its final weights on the test split, "
-                        "write sop.json next to the checkpoint and exit")
-    g.add_argument("--sop-mode", default="survey", choices=["survey"],
-                   help="SOP convention: the survey's SFOD counter (norm input rates, bias term, all convs)")
+    sop.add_args(p, modes=(gen1_sop.MODE,), weights=checkpoint.LATEST)  # the survey counts the final weights
     return p
 
 
-def load_data(args, params: gen1.Gen1Params, splits=("train", "test")):
+def load_data(args, params: gen1.Gen1Params):
+    """``(train, test)``; no training split for ``--sop``."""
     cache = args.cache_dir or Path(args.data_dir) / "cache"
-    return tuple(gen1.load_split(args.data_dir, split, cache, params, workers=args.workers) for split in splits)
+    splits = ("test",) if args.sop else ("train", "test")
+    loaded = [gen1.load_split(args.data_dir, split, cache, params, workers=args.workers) for split in splits]
+    return (None, *loaded) if args.sop else tuple(loaded)
 
 
 def build_task(args, params: gen1.Gen1Params | None = None) -> Task:
@@ -97,30 +94,14 @@ def load_backbone(model, path) -> dict:
             "norm": recorded.get("norm"), "loaded": len(keep), "reinitialised": dropped, "missing": missing}
 
 
-def run_sop(args, task: Task, env) -> dict:
-    """Survey-convention SOPs of the final weights (``checkpoint_latest.pt`` of a run directory)."""
-    path = checkpoint.find(args.resume, checkpoint.LATEST, "--resume")
-    state = checkpoint.load(path, map_location=env.device)
-    model = task.model.to(env.device)
-    model.load_state_dict(state["ema"]["model"] if "ema" in state else state["model"])
-    (test_set,) = load_data(args, gen1.Gen1Params(T=args.T), ("test",))
-    loader = DataLoader(test_set, batch_size=args.batch_size, collate_fn=task.test_collate, num_workers=args.workers)
-    result = {"mode": args.sop_mode, **count_sops(model, loader, env.device, args.limit_batches)}
-    write_sop_json(path.parent, result, checkpoint=str(path), batch_size=args.batch_size)
-    print(f"SOP {result['sop_m_per_step']:.4f} M per sample per step (survey convention, {result['n_samples']} "
-          f"test samples)  ({path})", flush=True)
-    return result
-
-
 def main(argv: list[str] | None = None) -> dict:
     args = cli.parse(build_parser(), argv)
     recipe.require_bptt(args)
-    if args.sop and not args.resume:
-        raise UsageError("--sop needs --resume RUN_DIR_OR_CHECKPOINT")
+    sop.check_args(args)
     env = engine.setup(args)
     task = build_task(args)
     if args.sop:
-        return run_sop(args, task, env)
+        return sop.run(args, task, env, weights=checkpoint.LATEST, **gen1_sop.OPTIONS)
     recipe.read_data_first(task)
     if args.backbone_ckpt and not args.resume and not args.test_only:
         args.backbone_init = load_backbone(task.model, args.backbone_ckpt)

@@ -1,4 +1,5 @@
-r"""After training: ``checkpoint_best.pt`` (its EMA weights) scored with pycocotools, and its SOP count.
+r"""After training: ``checkpoint_best.pt`` (its EMA weights) scored with pycocotools (its SOP count: ``--sop``,
+:mod:`common.sop` with :mod:`coco.sop`).
 
 :func:`final_eval` is the COCO task's ``final_eval`` hook (:class:`common.task.Task`), as YOLOv5 v6.0 ends a COCO
 run: the validation images (rectangular batches of ``-b``), NMS at IoU 0.65 (conf 0.001, 300 detections), boxes
@@ -20,13 +21,11 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from coco import postprocess
-from coco import sop as coco_sop
 from coco.classes import COCO80_TO_91
 from common import checkpoint, distributed, methods, quirks
 from common.batch import Batch
 from common.coco_eval import STAT_KEYS, COCOEvaluator
 from common.errors import DataError
-from common.sop import write_sop_json
 from common.state import reset_net
 
 quirks.register("fp16_best", "the final pycocotools evaluation uses the best EMA weights rounded through fp16 "
@@ -100,20 +99,3 @@ def final_eval(args, task, run_dir: Path, best: Path, env) -> dict[str, float]:
 def annotations_path(args) -> Path:
     """``--annotations``, relative to ``--data-dir`` unless absolute."""
     return Path(args.data_dir) / args.annotations
-
-
-def count_sop(args, task, env) -> dict:
-    """``--sop --resume RUN``: firing rates of ``checkpoint_best.pt`` (or the named checkpoint) over the validation
-    images and the SOP count of ``--sop-mode`` (:func:`coco.sop.count_sops`), printed and stored in ``sop.json``."""
-    path = checkpoint.find(args.resume, checkpoint.BEST, "--resume")
-    model = load_weights(task, path, env.device)
-    loader = DataLoader(task.test_set, batch_size=args.batch_size, collate_fn=task.test_collate,
-                        num_workers=args.workers)
-    result = coco_sop.count_sops(model, loader, task.encode, args.sop_mode, env.device, args.img_size, args.T,
-                                 args.limit_batches)
-    write_sop_json(path.parent, result, checkpoint=str(path), batch_size=args.batch_size)
-    flops = f"  printed flops {result['flops_m']:.3f} M" if "flops_m" in result else ""
-    print(f"SOP {result['sop_m_per_sample']:.3f} M per image ({result['sop_m_per_step']:.3f} M per step, "
-          f"{args.sop_mode}){flops}  float-input MAC {result['float_input_mac_m_per_step']:.3f} M per step  "
-          f"[{result['n_images']} images, rates at {args.img_size}^2 shapes]  ({path})", flush=True)
-    return result

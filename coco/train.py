@@ -20,6 +20,7 @@ import torch
 
 from coco import data, evaluate, metrics, schedule
 from coco import model as M
+from coco import sop as coco_sop
 from coco.loss import YoloLoss
 from coco.param_groups import param_groups
 from common import cli, engine, methods, quirks, sop
@@ -53,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--final-eval", action=argparse.BooleanOptionalAction, default=True,
                    help="score checkpoint_best.pt with pycocotools after the last epoch")
     g.add_argument("--no-cache", action="store_true", help="check the labels without reading or writing the cache")
-    sop.add_args(p)
+    sop.add_args(p, modes=coco_sop.MODES)
     return p
 
 
@@ -149,7 +150,9 @@ def main(argv: list[str] | None = None) -> dict:
     check_paths(args)
     env = engine.setup(args)
     task = build_task(args, env.dist.world_size)
-    return evaluate.count_sop(args, task, env) if args.sop else engine.fit(args, task, env)
+    if args.sop:  # rates over the validation images, operation counts at one --img-size square image
+        return sop.run(args, task, env, **coco_sop.options(args.img_size))
+    return engine.fit(args, task, env)
 
 
 if __name__ == "__main__":

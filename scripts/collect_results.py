@@ -42,6 +42,7 @@ from common.runlog import read_metrics
 BOOKKEEPING = frozenset({
     "seed", "out_dir", "run_name", "resume", "resumed_from", "device", "data_dir", "workers", "argv", "deterministic",
     "local_rank", "world_size", "dist_url", "print_freq", "teacher", "stop_after", "test_only",
+    "backbone_ckpt", "backbone_init", "cache_dir",  # Gen1: the N-CARS run of the same seed, and where it was
 })
 ARG_DEFAULTS = {"neuron": "lif", "norm": "bn", "method": "bptt", "sg": "atan", "sg_alpha": None}
 
@@ -87,7 +88,9 @@ class Run:
 
     @property
     def finished(self) -> bool:
-        return bool(self.summary and self.summary.get("finished")) and self.epochs_done >= self.epochs_planned
+        """``summary.json`` says finished, and every planned epoch ran (or early stopping ended the run)."""
+        done = self.epochs_done >= self.epochs_planned or bool(self.summary and self.summary.get("stopped_early"))
+        return bool(self.summary and self.summary.get("finished")) and done
 
     @property
     def cell(self) -> record.Cell | None:
@@ -103,24 +106,66 @@ class Run:
         return json.dumps({k: v for k, v in self.args.items() if k not in BOOKKEEPING}, sort_keys=True, default=str)
 
 
-# args.json keys compared with the survey's setting of a cell (survey_tables.json "survey_settings"); width is
-# "channels" (cf10, scf10) or "hidden" (shd)
-DEVIATION_KEYS = ("T", "channels", "hidden", "epochs")
+# args.json keys compared with the survey's setting of a cell (common.survey SETTINGS); width is "channels" (cf10,
+# scf10) or "hidden" (shd), the input size "img_size" (coco) or "size" (ncars)
+DEVIATION_KEYS = ("T", "channels", "hidden", "img_size", "size", "epochs")
+FLAG_DESTS = {"-b": "batch_size"}  # cell flags whose args.json key is not the flag's name
+NOT_COMPARED = {"--survey-quirk", "--neuron-opt"}  # compared as lists / dicts, or not at all
+
+
+def cell_flags(cell: record.Cell) -> dict[str, str | bool]:
+    """``{args.json key: value}`` of the flags a cell's args spell out (``True`` for a switch)."""
+    out: dict[str, str | bool] = {}
+    args = list(cell.args)
+    for i, flag in enumerate(args):
+        if not flag.startswith("-") or flag in NOT_COMPARED or _is_number(flag):
+            continue
+        value = args[i + 1] if i + 1 < len(args) else None
+        switch = value is None or (value.startswith("-") and not _is_number(value))
+        out[FLAG_DESTS.get(flag, flag.lstrip("-").replace("-", "_"))] = True if switch else value
+    return out
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _same(recorded, wanted: str | bool) -> bool:
+    if isinstance(wanted, bool) or isinstance(recorded, bool):
+        return recorded == wanted
+    if isinstance(recorded, (int, float)) and _is_number(wanted):
+        return float(recorded) == float(wanted)
+    return str(recorded) == wanted
 
 
 def deviations(run: Run, settings: dict) -> list[str]:
     """``"key=ours (survey theirs)"`` for every :data:`DEVIATION_KEYS` entry where the run differs from the survey,
-    and ``"quirks=... (survey ...)"`` when its ``--survey-quirk`` list differs from its cell's."""
-    found = []
+    and for every flag of its cell's command that the run recorded otherwise (a run that lacks the run its cell
+    needs, e.g. a Gen1 run without its N-CARS backbone: ``backbone_ckpt=none``); ``"quirks=... (survey ...)"``
+    when its ``--survey-quirk`` list differs from its cell's."""
+    found = {}
     for key in DEVIATION_KEYS:
         ours = run.epochs_planned if key == "epochs" else run.args.get(key)
         if key in settings and ours is not None and ours != settings[key]:
-            found.append(f"{key}={ours} (survey {settings[key]})")
+            found[key] = f"{key}={ours} (survey {settings[key]})"
     cell = run.cell
+    if cell is None:
+        return list(found.values())
+    for key, wanted in cell_flags(cell).items():
+        ours = run.args.get(key)
+        if wanted == record.TEACHER:
+            if not ours:
+                found[key] = f"{key}=none (survey: the run of {cell.teacher})"
+        elif key not in found and key in run.args and not _same(ours, wanted):
+            found[key] = f"{key}={ours} (survey {wanted})"
     quirks = sorted(run.args.get("survey_quirks") or [])
-    if cell is not None and quirks != sorted(cell.quirks()):
-        found.append(f"quirks={','.join(quirks) or 'none'} (survey {','.join(sorted(cell.quirks())) or 'none'})")
-    return found
+    if quirks != sorted(cell.quirks()):
+        found["quirks"] = f"quirks={','.join(quirks) or 'none'} (survey {','.join(sorted(cell.quirks())) or 'none'})"
+    return list(found.values())
 
 
 def unique_seeds(runs: list[Run]) -> tuple[list[Run], list[Run]]:
@@ -160,8 +205,8 @@ def _sop(key: str | None):
     return value
 
 
-# metric name (survey_tables.json) -> value(run, survey settings of its task and column);
-# names not listed here are read from summary.json
+# metric name (common.survey TABLES) -> value(run, survey settings of its task and column);
+# names not listed here are read from summary.json (see metric())
 METRICS = {
     "best_test_acc_pct": lambda run, settings: best_acc_pct(run),
     "sop_m": _sop(None),
@@ -179,9 +224,14 @@ def settings_of(run: Run, survey: dict) -> dict:
 
 
 def metric(run: Run, name: str, settings: dict) -> float | None:
+    """:data:`METRICS` ``name``, else the ``summary.json`` entry ``name`` (``a.b``: key ``b`` of entry ``a``, e.g.
+    COCO's ``final_eval.test_AP``)."""
     if name in METRICS:
         return METRICS[name](run, settings)
-    return run.summary.get(name) if run.summary else None
+    value = run.summary
+    for key in name.split("."):
+        value = value.get(key) if isinstance(value, dict) else None
+    return value
 
 
 def _csv_header(path: Path) -> list[str]:

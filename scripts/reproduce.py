@@ -7,11 +7,14 @@ job array for a selection (the table of record: ``common/survey``).
     python scripts/reproduce.py TASK COLUMN [--table TABLE] [--seed S]           # run it (resumes an unfinished run)
     python scripts/reproduce.py --slurm jobs.sbatch [--task cf10,shd] [--columns IF,LIF] [--seeds 0,1,2]
 
-COLUMN is the survey's column (``IF``, ``LIF``, ``CLIF``, ``PSN``, ``TEBN``, ``OSR``, ``BlockALIF``, ``Tandem``,
-``KD-response``, ``KD-feature``; ``ANN`` = the distillation teacher; ``--list`` shows every spelling) or a run name
-(``psn_k3``; SHD's PSN column stands on three runs). Runs live in ``OUT_DIR/TASK/survey/RUN[_sSEED]``.
-A finished run (``summary.json``) is not started again; an unfinished one (``checkpoint_latest.pt``) continues
-with ``--resume RUN_DIR`` alone (its recorded configuration).
+TASK: ``cf10``, ``scf10``, ``shd``, ``ncars`` (N-CARS pre-training of the Gen1 backbone, ``SFOD/pretrain.py``),
+``sfod`` (Gen1, ``SFOD/train.py``), ``coco``, ``speed``. COLUMN is the survey's column (``IF``, ``LIF``, ``CLIF``,
+``PSN``, ``TEBN``, ``TEBN-IF``, ``OSR``, ``BlockALIF``, ``Tandem``, ``KD-response``, ``KD-feature``; ``ANN`` = the
+distillation teacher; ``--list`` shows every spelling) or a run name (``psn_k3``; SHD's PSN column stands on three
+runs). Runs live in ``OUT_DIR/TASK/survey/RUN[_sSEED]``. A finished run (``summary.json``) is not started again; an
+unfinished one (``checkpoint_latest.pt``) continues with ``--resume RUN_DIR`` alone (its recorded configuration). A
+cell that needs another run (a distillation teacher, a Gen1 cell's N-CARS backbone) is refused until that run has
+finished.
 """
 from __future__ import annotations
 
@@ -25,7 +28,6 @@ from common import survey
 from common.survey import Cell
 
 ROOT = Path(__file__).resolve().parents[1]
-TRAIN_TABLES = ("accuracy",)  # tables whose command trains the run (the others read a finished run or time it)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -71,23 +73,25 @@ def _value(cell: Cell, table: str) -> str:
 
 
 def list_cells(tasks: list[str] | None, table: str | None) -> list[str]:
-    """One line per (cell, table): task, table, column, run, published value, note."""
-    lines = [f"{'task':6s} {'table':16s} {'column':13s} {'run':20s} {'published':>12s}  note"]
+    """One line per (cell, table): task, table, column, run, published value, note; with ``tasks``, their cells
+    and the cells whose runs they need."""
+    lines = [f"{'task':6s} {'table':17s} {'column':13s} {'run':20s} {'published':>12s}  note"]
+    needed = {survey.dependency(c) for c in survey.cells() if tasks and c.task in tasks and c.teacher}
     for cell in survey.cells():
-        if tasks and cell.task not in tasks:
+        if tasks and cell.task not in tasks and cell not in needed:  # with the runs they need (N-CARS backbones)
             continue
         note = cell.note
         for name in cell.published or {"(teacher)": None}:
             if table is None or name == table:
-                lines.append(f"{cell.task:6s} {name:16s} {cell.column:13s} {cell.run:20s} "
+                lines.append(f"{cell.task:6s} {name:17s} {cell.column:13s} {cell.run:20s} "
                              f"{_value(cell, name):>12s}  {note}".rstrip())
                 note = ""
     return lines
 
 
 def table_of(cell: Cell, table: str | None) -> str:
-    if table is None:
-        return "speed" if cell.task == "speed" else "accuracy"
+    if table is None:  # the cell's first table, whose command trains its run (or times the kernels)
+        return next((t for t in cell.published if survey.kind(t) in ("train", "speed")), "accuracy")
     if table not in survey.TABLES:
         fail(f"--table {table}: valid: {', '.join(survey.TABLES)}")
     if table not in cell.published and (cell.published or table != "accuracy"):  # the teacher only trains
@@ -102,9 +106,19 @@ def run_state(run_dir: Path) -> str:
     return "resume" if (run_dir / "checkpoint_latest.pt").is_file() else "start"
 
 
+def check_dependency(cell: Cell, args) -> None:
+    """Refuse (one line) to train ``cell`` before the run it needs has finished."""
+    needed = survey.dependency(cell)
+    if needed and run_state(ROOT / survey.run_dir(needed, args.out_dir, args.seed)) != "finished":
+        seed = [] if args.seed is None else ["--seed", str(args.seed)]
+        fail(f"{cell.task} {cell.column} needs the finished run {survey.run_dir(needed, args.out_dir, args.seed)} "
+             f"(no summary.json); run it first: python scripts/reproduce.py "
+             f"{shlex.join([needed.task, needed.run, *seed])}")
+
+
 def run_cell(cell: Cell, table: str, args) -> int:
     argv = survey.command(cell, table, args.out_dir, args.seed)
-    if table in TRAIN_TABLES and cell.task != "speed":
+    if survey.kind(table) == "train" and cell.task != "speed":
         run_dir = ROOT / survey.run_dir(cell, args.out_dir, args.seed)
         state = run_state(run_dir)
         if state == "finished":
@@ -112,6 +126,8 @@ def run_cell(cell: Cell, table: str, args) -> int:
             return 0
         if state == "resume":
             argv = ["python", cell.script, "--resume", survey.run_dir(cell, args.out_dir, args.seed)]
+        else:
+            check_dependency(cell, args)
     argv = [sys.executable if argv[0] == "python" else argv[0], *argv[1:]]
     print("+ " + shlex.join(argv), flush=True)
     return 0 if args.dry_run else subprocess.call(argv, cwd=ROOT)
@@ -126,7 +142,7 @@ def _matches(cell: Cell, name: str) -> bool:
 
 
 def selection(args) -> list[Cell]:
-    """The training cells of ``--task`` / ``--columns`` (column or run names), teachers first."""
+    """The training cells of ``--task`` / ``--columns`` (column or run names), the runs they need first."""
     tasks = split(args.task) or survey.training_tasks()
     unknown = [t for t in tasks if t not in survey.training_tasks()]
     if unknown:
@@ -139,16 +155,21 @@ def selection(args) -> list[Cell]:
     chosen: list[Cell] = []
     for task in tasks:
         cells = [c for c in survey.select(task) if not names or any(_matches(c, n) for n in names)]
-        chosen += [survey.find(task, c.teacher) for c in cells if c.teacher] + cells
+        chosen += [survey.dependency(c) for c in cells if c.teacher] + cells
     return list(dict.fromkeys(chosen))
 
 
 def sweep_jobs(task: str, args) -> list[str]:
-    """``column<TAB>run<TAB>teacher run or -<TAB>sop|-<TAB>args`` per selected cell of ``task``
-    (scripts/sweep_methods.sh; ``sop``: the cell has a published SOP)."""
+    """``column<TAB>run<TAB>needed run or -<TAB>sop|-<TAB>script<TAB>args`` per selected cell of ``task``, the
+    runs they need (teacher, N-CARS backbone) first (scripts/sweep_methods.sh; ``sop``: the cell has a published
+    SOP)."""
     args.task = task
-    return [f"{c.column}\t{c.run}\t{c.teacher or '-'}\t{'sop' if 'sop' in c.published else '-'}\t"
-            f"{' '.join(c.args)}" for c in selection(args)]
+    jobs = []
+    for c in selection(args):
+        needed = survey.dependency(c)
+        sop = "sop" if any(survey.kind(t) == "sop" for t in c.published) else "-"
+        jobs.append(f"{c.column}\t{c.run}\t{needed.run if needed else '-'}\t{sop}\t{c.script}\t{' '.join(c.args)}")
+    return jobs
 
 
 SLURM_BODY = r'''
@@ -164,7 +185,7 @@ if [[ -f $RUN_DIR/summary.json ]]; then
     exit 0
 fi
 if [[ -n $TEACHER && ! -f $TEACHER/summary.json ]]; then
-    echo "$TASK $RUN_DIR: its teacher $TEACHER has not finished;" \
+    echo "$TASK $RUN_DIR: the run it needs (teacher / backbone) $TEACHER has not finished;" \
          "resubmit this index (--array=$SLURM_ARRAY_TASK_ID) after it" >&2
     exit 1
 fi
@@ -176,8 +197,8 @@ if (( GPUS > 1 )); then
 else
     LAUNCH=("$PYTHON")
 fi
-echo "+ ${{LAUNCH[*]}} $TASK/train.py ${{ARGS[*]}}"
-exec "${{LAUNCH[@]}}" "$TASK/train.py" "${{ARGS[@]}}"
+echo "+ ${{LAUNCH[*]}} $SCRIPT ${{ARGS[*]}}"
+exec "${{LAUNCH[@]}}" "$SCRIPT" "${{ARGS[@]}}"
 '''
 
 
@@ -191,12 +212,15 @@ def slurm_script(cells: list[Cell], seeds: list[int | None], args) -> str:
     head += [f"#SBATCH --partition={args.partition}"] if args.partition else []
     head += ["# generated by: python scripts/reproduce.py " + shlex.join(sys.argv[1:]) if sys.argv[1:] else "",
              "# A re-submitted index continues its run (--resume RUN_DIR); a finished run is skipped.",
-             "# The distillation cells need their teacher (ANN) finished: resubmit their indices afterwards."]
+             "# Cells that need another run (distillation: its teacher ANN; Gen1: its N-CARS backbone) wait for it:",
+             "# resubmit their indices once it has finished."]
     head += [f"# cell {i} {c.task} {c.column} {survey.run_dir(c, args.out_dir, s)}" for i, (c, s) in enumerate(jobs)]
     cases = []
     for i, (cell, seed) in enumerate(jobs):
-        teacher = survey.run_dir(survey.find(cell.task, cell.teacher), args.out_dir, seed) if cell.teacher else ""
-        cases.append(f"    {i}) TASK={cell.task}; RUN_DIR={shlex.quote(survey.run_dir(cell, args.out_dir, seed))}; "
+        needed = survey.dependency(cell)
+        teacher = survey.run_dir(needed, args.out_dir, seed) if needed else ""
+        cases.append(f"    {i}) TASK={cell.task}; SCRIPT={cell.script}; "
+                     f"RUN_DIR={shlex.quote(survey.run_dir(cell, args.out_dir, seed))}; "
                      f"GPUS={cell.gpus}; TEACHER={shlex.quote(teacher) if teacher else ''}\n"
                      f"       ARGS=({shlex.join(survey.train_args(cell, args.out_dir, seed))}) ;;")
     body = SLURM_BODY.format(root=shlex.quote(str(ROOT)), python=shlex.quote(args.python), cases="\n".join(cases))
@@ -222,9 +246,8 @@ def _task_table(task: str) -> list[str]:
     lines = ["| column | run | " + " | ".join(tables) + " | command (`--print " + task + " RUN`) | note |",
              "|---" * (len(tables) + 4) + "|"]
     for c in cells:
-        table = "speed" if task == "speed" else "accuracy"
         lines.append(f"| {c.column} | `{c.run}` | " + " | ".join(_md_value(c, t) for t in tables)
-                     + f" | `{shlex.join(survey.command(c, table))}` | {_md(c.note)} |")
+                     + f" | `{shlex.join(survey.command(c, table_of(c, None)))}` | {_md(c.note)} |")
     return lines
 
 
@@ -245,6 +268,21 @@ def _quirk_table() -> list[str]:
     return lines
 
 
+def _how(task: str) -> list[str]:
+    """How the SOP and throughput cells of ``task`` are made (those it has)."""
+    cells = survey.select(task)
+    kinds = {survey.kind(t) for c in cells for t in c.published}
+    parts = []
+    if "sop" in kinds:
+        sop = survey.sop_args(cells[-1])
+        parts.append(f"SOP cells: `python {cells[-1].script} {' '.join(sop[:3])} --resume RUN_DIR` on the finished "
+                     "run")
+    if "throughput" in kinds:
+        parts.append(f"throughput cells: `python speed/throughput.py {' '.join(survey.THROUGHPUT_ARGS)} "
+                     f"--tasks {task} --methods RUN`")
+    return ["; ".join(parts) + ".", ""] if parts else []
+
+
 def markdown() -> str:
     """``docs/reproducing-table.md``: every cell with its published numbers and command, and every survey quirk."""
     out = ["<!-- generated by scripts/gen_docs.py from common/survey (the table of record): do not edit -->",
@@ -258,12 +296,7 @@ def markdown() -> str:
     out += [f"- {_md(note)}" for note in survey.NOTES]
     for task in survey.tasks():
         out += ["", f"## {survey.TASK_NAMES.get(task, task)} (`{task}`)", ""]
-        if task != "speed":
-            sop = survey.sop_args(survey.select(task)[-1])
-            out += [f"SOP cells: `python {task}/train.py {' '.join(sop[:3])} --resume RUN_DIR` on the finished "
-                    f"run; throughput cells: `python speed/throughput.py {' '.join(survey.THROUGHPUT_ARGS)} "
-                    f"--tasks {task} --methods RUN`.", ""]
-        out += _task_table(task)
+        out += _how(task) + _task_table(task)
     out += ["", "## Survey-compatibility switches", ""] + _quirk_table()
     return "\n".join(out) + "\n"
 
@@ -279,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.sop_mode_of:
         args.task = args.sop_mode_of
         selection(args)  # checks the task
-        print(survey.SOP_MODES[args.sop_mode_of])
+        print(survey.SOP_MODES.get(args.sop_mode_of, "none"))  # a task without SOP cells
         return 0
     if args.slurm:
         seeds = [int(s) for s in split(args.seeds)] or [None]

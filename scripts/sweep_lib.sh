@@ -1,7 +1,8 @@
 # shellcheck shell=bash
 # Shared part of scripts/sweep_sg.sh and scripts/sweep_methods.sh (sourced, not run).
 #
-# A sweep queues jobs (a run name + train.py flags) and runs them with run_queue:
+# A sweep queues jobs (a run name + train.py flags, and the script when it is not TASK/train.py) and runs them
+# with run_queue:
 # * run directory = $OUT_DIR/<run name> (train.py gets --out-dir and --run-name);
 # * <run dir>/summary.json present         -> skipped (finished), but only if the run's recorded configuration
 #                                             equals the requested one (train.py --resume <run dir> --check-config);
@@ -21,6 +22,8 @@ DRY_RUN=0
 SOP_MODE=""
 JOB_NAMES=()
 JOB_ARGS=()
+JOB_SCRIPTS=()
+JOB_SCRIPT=""
 N_DONE=0
 N_SKIPPED=0
 N_FAILED=0
@@ -42,9 +45,9 @@ check_task() {
     die "unknown task '$task' (no $task/train.py); available: ${found[*]:-none}"
 }
 
-# train_script TASK: path of TASK/train.py, relative when run from the repository root.
-train_script() {
-    if [[ $PWD == "$SWEEP_ROOT" ]]; then echo "$1/train.py"; else echo "$SWEEP_ROOT/$1/train.py"; fi
+# script_path SCRIPT: a script of the repository (e.g. SFOD/pretrain.py), relative when run from its root.
+script_path() {
+    if [[ $PWD == "$SWEEP_ROOT" ]]; then echo "$1"; else echo "$SWEEP_ROOT/$1"; fi
 }
 
 # split_list "a,b,c" -> prints a b c (one per line)
@@ -63,10 +66,11 @@ check_extra() {
     done
 }
 
-# queue_job NAME FLAGS: FLAGS is a space-separated word list (no quoting).
+# queue_job NAME FLAGS [SCRIPT]: FLAGS is a space-separated word list (no quoting); SCRIPT defaults to TASK/train.py.
 queue_job() {
     JOB_NAMES+=("$1")
     JOB_ARGS+=("$2")
+    JOB_SCRIPTS+=("${3:-$TASK/train.py}")
 }
 
 # same_config NAME FLAGS -> status 0 if the run's recorded configuration equals the requested one; otherwise
@@ -108,7 +112,7 @@ job_command() {
     local -a flags
     read -r -a flags <<<"$2"
     # shellcheck disable=SC2153  # TASK is set by the sourcing script
-    CMD=("$PYTHON" "$(train_script "$TASK")" "${flags[@]}" "${EXTRA[@]}")
+    CMD=("$PYTHON" "$(script_path "${JOB_SCRIPT:-$TASK/train.py}")" "${flags[@]}" "${EXTRA[@]}")
     case $3 in
         sop) CMD+=(--sop --sop-mode "$SOP_MODE" --resume "$OUT_DIR/$1") ;;
         resume) CMD+=(--resume "$OUT_DIR/$1") ;;
@@ -149,6 +153,7 @@ run_queue() {
     trap '[[ ${#running[@]} -gt 0 ]] && kill "${running[@]}" 2>/dev/null; exit 130' INT TERM
     for i in "${!JOB_NAMES[@]}"; do
         name=${JOB_NAMES[$i]}
+        JOB_SCRIPT=${JOB_SCRIPTS[$i]}
         state=$(job_state "$name" "${JOB_ARGS[$i]}")
         case $state in
             skip*) N_SKIPPED=$((N_SKIPPED + 1)); echo "skip    $name ${state#skip }"; continue ;;
@@ -197,6 +202,7 @@ run_queue() {
     trap - INT TERM
     JOB_NAMES=()
     JOB_ARGS=()
+    JOB_SCRIPTS=()
 }
 
 # sweep_summary: one closing line; exit status 1 if a job failed.

@@ -4,9 +4,11 @@
 # usage: scripts/sweep_methods.sh TASK [--only col,...] [--seeds 0,1,2] [--out-dir DIR] [--sop] [--dry-run]
 #                                      [-- EXTRA TRAIN ARGS]
 #
-# TASK: cf10, scf10 or shd. The jobs, their command lines and run names are the cells of the survey's table of
-# record (common/survey; python scripts/reproduce.py --list): --only takes survey columns or run names (IF, lif,
-# psn_k3, KD-response, ...; a distillation column brings its teacher ann, trained first). Run directory
+# TASK: cf10, scf10, shd, ncars (N-CARS pre-training, SFOD/pretrain.py), sfod (Gen1, SFOD/train.py) or coco. The
+# jobs, their command lines, scripts and run names are the cells of the survey's table of record (common/survey;
+# python scripts/reproduce.py --list): --only takes survey columns or run names (IF, lif, psn_k3, KD-response, ...;
+# a column that needs another run brings it, trained first: a distillation column its teacher ann, a Gen1 column
+# its N-CARS backbone pretrain_<run>, in the same DIR). Run directory
 # DIR/<run>[_sSEED] (DIR default: runs/TASK/survey, as scripts/reproduce.py); finished runs
 # (summary.json) are skipped, unfinished ones (checkpoint_latest.pt) resumed, both only when the run's recorded
 # configuration equals the requested one (else the job fails naming the differing flags). Several GPUs in
@@ -32,8 +34,7 @@ TASK=${1:-}
 [[ $TASK == -h || $TASK == --help ]] && { usage; exit 0; }
 [[ -z $TASK || $TASK == -* ]] && { usage >&2; die "missing TASK"; }
 shift
-TASK_SOP_MODE=$(table --sop-mode-of "$TASK") || exit 2
-check_task "$TASK"
+TASK_SOP_MODE=$(table --sop-mode-of "$TASK") || exit 2  # also checks TASK
 
 ONLY="" SEEDS="" OUT_DIR="runs/$TASK/survey" EXTRA=()
 while (( $# )); do
@@ -50,29 +51,30 @@ while (( $# )); do
 done
 check_extra "${EXTRA[@]}"
 
-# column<TAB>run<TAB>teacher run|-<TAB>sop|-<TAB>args, teachers first
+# column<TAB>run<TAB>needed run|-<TAB>sop|-<TAB>script<TAB>args, the needed runs (teacher, backbone) first
 JOBS=$(table --sweep-jobs "$TASK" ${ONLY:+--columns "$ONLY"}) || exit 2
 mapfile -t seeds < <(split_list "$SEEDS")
 (( ${#seeds[@]} )) || seeds=("")
 
-# queue_stage distill|other|sop: queue the jobs of one stage. A distillation run needs its finished teacher (the
-# teacher run of the same seed), so it runs in a second stage; SOPs are counted for every cell with a published SOP.
+# queue_stage needs|other|sop: queue the jobs of one stage. A run that needs another finished run (distillation:
+# its teacher; Gen1: its N-CARS backbone; the run of the same seed) runs in a second stage; SOPs are counted for
+# every cell with a published SOP.
 queue_stage() {
-    local _col name teacher sop flags seed run teacher_dir stage
-    while IFS=$'\t' read -r _col name teacher sop flags; do
+    local _col name teacher sop script flags seed run teacher_dir stage
+    while IFS=$'\t' read -r _col name teacher sop script flags; do
         stage=other
-        [[ $teacher != - ]] && stage=distill
+        [[ $teacher != - ]] && stage=needs
         [[ $1 == sop ]] && stage=sop
         [[ $stage == "$1" && ! ($1 == sop && $sop != sop) ]] || continue
         for seed in "${seeds[@]}"; do
             run=$name${seed:+_s$seed}
             teacher_dir=$OUT_DIR/$teacher${seed:+_s$seed}
-            if [[ $stage == distill && $DRY_RUN != 1 && ! -f $teacher_dir/summary.json ]]; then
-                echo "FAILED  $run (its teacher $teacher_dir has not finished)" >&2
+            if [[ $stage == needs && $DRY_RUN != 1 && ! -f $teacher_dir/summary.json ]]; then
+                echo "FAILED  $run (the run it needs, $teacher_dir, has not finished)" >&2
                 N_FAILED=$((N_FAILED + 1))
                 continue
             fi
-            queue_job "$run" "${flags//\{teacher\}/$teacher_dir}${seed:+ --seed $seed}"
+            queue_job "$run" "${flags//\{teacher\}/$teacher_dir}${seed:+ --seed $seed}" "$script"
         done
     done <<<"$JOBS"
 }
@@ -84,7 +86,7 @@ if [[ -n $SOP_MODE ]]; then
 else
     queue_stage other
     run_queue
-    queue_stage distill
+    queue_stage needs
     run_queue
 fi
 sweep_summary

@@ -39,8 +39,7 @@ done
 check_extra "${EXTRA[@]}"
 
 # The registry decides the surrogate names: all of them by default, and it validates a given --sg list.
-registered=$("$PYTHON" -c "import sys; sys.path.insert(0, sys.argv[1]); from common.surrogate import names
-print(' '.join(names()))" "$SWEEP_ROOT") || die "cannot read the surrogate registry (common/surrogate.py) with $PYTHON"
+registered=$("$PYTHON" -c "from common.surrogate import names; print(' '.join(names()))") || die "cannot read the surrogate registry (common/surrogate.py) with $PYTHON"
 if [[ -z $SG_LIST ]]; then
     mapfile -t surrogates < <(tr ' ' '\n' <<<"$registered")
 else

@@ -10,17 +10,13 @@ published kernel times (``speed_outs.csv``); ``docs/reproducing-table.md`` is ge
     cell = survey.find("cf10", "CLIF")          # a Cell (column name or run name; ValueError lists the choices)
     survey.command(cell, "accuracy")            # ["python", "cf10/train.py", ..., "--run-name", "clif"]
 
-The cells live in :mod:`common.survey.record` (cf10, scf10, SHD, kernel speed). Gen1 / COCO cells join through
-:data:`EXTENSIONS`: a data module (no task code imported at module level) with a ``survey_cells()`` function
-returning :class:`Cell` objects and optionally ``survey_settings()`` (``{task: SETTINGS entry}``, with its
-``sop_mode``) (``task`` as in the run's ``args.json``, ``folder`` its directory when they differ,
-``published`` keyed by the table names of ``record.DETECTION_TABLES``, e.g. ``gen1_map``, ``coco_map``, whose
-published-only rows the cells then replace). This module imports no task code.
+The cells live in :mod:`common.survey.record` (cf10, scf10, SHD, N-CARS pre-training and Gen1 (``SFOD/``),
+COCO, kernel speed). A cell's ``task`` is the one its run records in ``args.json`` (``ncars``, ``sfod``), ``folder``
+its directory when they differ (``SFOD``). This module imports no task code.
 """
 from __future__ import annotations
 
 import csv
-import importlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
@@ -28,7 +24,7 @@ from pathlib import Path
 
 from common.survey.record import (
     CELLS,
-    DETECTION_TABLES,
+    COCO_STATS,
     NOTES,
     SETTINGS,
     SOP_MODES,
@@ -38,11 +34,9 @@ from common.survey.record import (
     THROUGHPUT_ARGS,
 )
 
-# Modules contributing more cells (e.g. "SFOD.survey", "coco.survey"): each defines survey_cells() -> [Cell, ...].
-EXTENSIONS: tuple[str, ...] = ()
 OUT_DIR = "runs"  # run directories: OUT_DIR/<task>/survey/<run>
 OUTS_CSV = Path(__file__).with_name("speed_outs.csv")
-TEACHER = "{teacher}"  # placeholder in a cell's args for the teacher run directory
+TEACHER = "{teacher}"  # placeholder in a cell's args for the run directory of the cell it needs
 
 
 @dataclass(frozen=True)
@@ -51,8 +45,11 @@ class Cell:
 
     ``task``: the task folder (``TASK/train.py``; ``speed`` = ``speed/bench.py``); ``column``: the survey's column
     (see :data:`TASK_NAMES` / ``--list``); ``run``: the run directory name (unique per task); ``args``: the complete
-    argument list of the survey's run (``{teacher}`` = the run directory of the ``teacher`` cell); ``published``:
-    table -> value (``None``: no number in the survey); ``gpus``: GPUs of one run (``torchrun`` when > 1)."""
+    argument list of the survey's run (``{teacher}`` = the run directory of the ``teacher`` cell: a distillation
+    teacher, or a Gen1 cell's N-CARS backbone run; ``RUN`` of the same task or ``TASK:RUN``); ``published``:
+    table -> value (``None``: no number in the survey); ``stats``: the survey's 12 pycocotools stats of a
+    detection run (:data:`COCO_STATS`); ``gpus``: GPUs of one run (``torchrun`` when > 1); ``entry``: the script
+    in the task's folder."""
 
     task: str
     column: str
@@ -63,10 +60,12 @@ class Cell:
     teacher: str | None = None
     gpus: int = 1
     folder: str | None = None  # the task's folder when it differs from the task name (e.g. SFOD for sfod)
+    entry: str = "train.py"
+    stats: Mapping[str, float] = field(default_factory=dict, hash=False, compare=False)
 
     @property
     def script(self) -> str:
-        return "speed/bench.py" if self.task == "speed" else f"{self.folder or self.task}/train.py"
+        return "speed/bench.py" if self.task == "speed" else f"{self.folder or self.task}/{self.entry}"
 
     def quirks(self) -> list[str]:
         """The ``--survey-quirk`` names in ``args``."""
@@ -80,15 +79,22 @@ class Cell:
 
 @cache
 def cells() -> tuple[Cell, ...]:
-    """Every cell: :mod:`common.survey.record` then the :data:`EXTENSIONS`."""
-    found = [Cell(**c) for c in CELLS]
-    for name in EXTENSIONS:
-        module = importlib.import_module(name)
-        found += list(module.survey_cells())
-        for task, settings in getattr(module, "survey_settings", dict)().items():  # optional: {task: {...}}
-            SETTINGS.setdefault(task, settings)
-            SOP_MODES.setdefault(task, settings.get("sop_mode", "corrected"))
-    return tuple(found)
+    """Every cell of :mod:`common.survey.record`."""
+    return tuple(Cell(**c) for c in CELLS)
+
+
+def kind(table: str) -> str:
+    """What the command of a ``table`` cell does: ``train`` (trains the run), ``sop`` (counts the finished run),
+    ``throughput`` (``speed/throughput.py``) or ``speed`` (``speed/bench.py``)."""
+    return TABLES[table].get("command", "train")
+
+
+def dependency(cell: Cell) -> Cell | None:
+    """The cell whose finished run ``cell`` needs (its ``teacher``: ``RUN`` of its task or ``TASK:RUN``)."""
+    if cell.teacher is None:
+        return None
+    task, _, run = cell.teacher.rpartition(":")
+    return find(task or cell.task, run)
 
 
 def tasks() -> list[str]:
@@ -134,7 +140,8 @@ def run_name(cell: Cell, seed: int | None = None) -> str:
 def train_args(cell: Cell, out_dir: str = OUT_DIR, seed: int | None = None) -> list[str]:
     """The arguments of ``TASK/train.py`` for a fresh run: the cell's args (teacher resolved, ``--seed``) and the
     run directory ``out_dir/<task>/survey/<run>[_s<seed>]``."""
-    teacher = run_dir(find(cell.task, cell.teacher), out_dir, seed) if cell.teacher else None
+    needed = dependency(cell)
+    teacher = run_dir(needed, out_dir, seed) if needed else None
     args = [teacher if a == TEACHER else a for a in cell.args]
     if seed is not None:
         args += ["--seed", str(seed)]
@@ -156,9 +163,9 @@ def command(cell: Cell, table: str = "accuracy", out_dir: str = OUT_DIR, seed: i
     """The command line (``python SCRIPT ...``) that produces ``cell``'s number in ``table``."""
     if cell.task == "speed":
         return ["python", cell.script, *cell.args]
-    if table in ("sop", "first_layer_flop"):
+    if kind(table) == "sop":
         return ["python", cell.script, *sop_args(cell, out_dir, seed)]
-    if table in ("train_speed", "test_speed", "memory"):
+    if kind(table) == "throughput":
         return ["python", "speed/throughput.py", *throughput_args(cell)]
     return ["python", cell.script, *train_args(cell, out_dir, seed)]
 
@@ -215,14 +222,7 @@ def collect_spec() -> dict:
         for cell in select(table=name):
             rows.setdefault(cell.task, {}).setdefault(cell.column, cell.published[name])
         tables[name] = {**spec, "rows": rows}
-    for name, (title, metric, fmt, task, columns, values, notes) in DETECTION_TABLES.items():
-        rows = {}  # the published numbers, until cells of this table join (EXTENSIONS); then theirs
-        for cell in select(table=name):
-            rows.setdefault(cell.task, {}).setdefault(cell.column, cell.published[name])
-        tables[name] = {"title": title, "metric": metric, "fmt": fmt, "notes": notes,
-                        "rows": rows or {task: dict(zip(columns, values))}}
     columns = [c.column for c in cells() if c.task != "speed"]
-    columns += [c for *_, cols, _, _ in DETECTION_TABLES.values() for c in cols]
     return {"columns": {c: c for c in dict.fromkeys(columns)}, "datasets": dict(TASK_NAMES),
             "survey_settings": dict(SETTINGS), "tables": tables}
 
@@ -242,6 +242,6 @@ def cell_of(task: str, args: Mapping) -> Cell | None:
 DEFAULTS = {"neuron": "lif", "norm": "bn", "method": "bptt"}
 
 
-__all__ = ["Cell", "EXTENSIONS", "NOTES", "SETTINGS", "SOP_MODES", "SPEED_BENCH_ARGS", "TABLES", "TASK_NAMES",
-           "THROUGHPUT_ARGS", "cell_of", "cells",
-           "collect_spec", "command", "find", "method_flags", "select", "speed_times", "survey_ms", "tasks"]
+__all__ = ["COCO_STATS", "Cell", "NOTES", "SETTINGS", "SOP_MODES", "SPEED_BENCH_ARGS", "TABLES", "TASK_NAMES",
+           "THROUGHPUT_ARGS", "cell_of", "cells", "collect_spec", "command", "dependency", "find", "kind",
+           "method_flags", "select", "speed_times", "survey_ms", "tasks"]

@@ -1,7 +1,8 @@
 """The cells of the survey's result tables (脉冲深度学习梯度替代算法研究综述), as data: the published numbers (its
 workbooks acc_cifar.xlsx, acc_shd.xlsx and speed/outs.csv, exactly as published) and the complete argument list of
 the run behind each (read from the survey's code and logs; specs survey-cf10-scf10-speed.md and
-survey-shd-gen1-coco.md, with their errata). :mod:`common.survey` turns them into :class:`common.survey.Cell`
+survey-shd-gen1-coco.md, with their errata); Gen1 also from results_corr.txt / acc_gen1.xlsx, COCO from
+coco/results.txt. :mod:`common.survey` turns them into :class:`common.survey.Cell`
 objects and command lines; edit cells here and nowhere else, then run ``python scripts/gen_docs.py``.
 """
 from __future__ import annotations
@@ -29,9 +30,35 @@ TABLES = {
                "notes": ["Survey: probably nvidia-smi (CUDA context and allocator cache included). Ours: peak "
                          "allocated by torch, so expect lower numbers."]},
     "speed": {"title": "Neuron kernel speed (ms per call; speedup over the loop LIF)", "metric": "median_ms",
-              "fmt": ".4g", "notes": ["Published times: common/survey/speed_outs.csv (the survey's speed/outs.csv)."]},
+              "fmt": ".4g", "command": "speed",
+              "notes": ["Published times: common/survey/speed_outs.csv (the survey's speed/outs.csv)."]},
+    # Gen1 (SFOD/train.py, backbone from SFOD/pretrain.py on N-CARS) and COCO (coco/train.py); spec §2.8, §3.8
+    "gen1_pretrain_acc": {"title": "Gen1: N-CARS pre-training accuracy (%) of the backbone", "fmt": ".2f",
+                          "metric": "best_test_acc_pct",
+                          "notes": ["PSN = Sliding PSN k = 3; TEBN = LIF + TEBN. Ours: best test accuracy of "
+                                    "SFOD/pretrain.py (the survey's best validation accuracy; N-CARS test = val)."]},
+    "gen1_map50": {"title": "Gen1: mAP@0.5 (final weights)", "metric": "final_test_AP50", "fmt": ".4f",
+                   "notes": ["The survey reports the final (epoch-50) weights: ours = summary.json final_test_AP50 "
+                             "(the last metrics.csv row), not the best epoch."]},
+    "gen1_map": {"title": "Gen1: mAP@[.5:.95] (final weights)", "metric": "final_test_AP", "fmt": ".4f",
+                 "notes": ["Ours = summary.json final_test_AP (the last metrics.csv row)."]},
+    "gen1_sop": {"title": "Gen1: SOP (M per sample per step)", "metric": "sop_m", "fmt": ".5g", "command": "sop",
+                 "notes": ["--sop-mode gen1_survey (the survey's SFOD counter) on the final weights."]},
+    "coco_map": {"title": "COCO: AP@[.5:.95] (pycocotools, best weights)", "metric": "final_eval.test_AP",
+                 "fmt": ".3f", "notes": ["PSN = Sliding PSN k = 3; TEBN = LIF + TEBN, TEBN-IF = IF + TEBN; no "
+                                         "BlockALIF result. Ours = summary.json final_eval (pycocotools on "
+                                         "checkpoint_best.pt), not the per-epoch YOLO AP."]},
+    "coco_map50": {"title": "COCO: AP@.5 (pycocotools, best weights)", "metric": "final_eval.test_AP50",
+                   "fmt": ".3f", "notes": []},
+    "coco_sop": {"title": "COCO: printed SOP (M per image)", "metric": "sop_m", "fmt": ".7g", "command": "sop",
+                 "notes": ["--sop-mode coco_survey: the survey's printed values, which carry its extra C_out factor."]},
 }
-TASK_NAMES = {"cf10": "CIFAR10", "scf10": "Sequential CIFAR10", "shd": "SHD", "speed": "Kernel speed"}
+for _name in ("sop", "first_layer_flop"):
+    TABLES[_name]["command"] = "sop"  # counted on the finished run of the accuracy cell
+for _name in ("train_speed", "test_speed", "memory"):
+    TABLES[_name]["command"] = "throughput"  # speed/throughput.py on the cell's configuration
+TASK_NAMES = {"cf10": "CIFAR10", "scf10": "Sequential CIFAR10", "shd": "SHD", "speed": "Kernel speed",
+              "ncars": "N-CARS (Gen1 backbone)", "sfod": "Gen1", "coco": "COCO"}
 
 # How the survey's runs of each task were made (collect_results: a run enters the method tables only with this
 # surrogate and alpha -- per-column overrides under "columns" -- and is marked * when T, width or epochs differ).
@@ -42,8 +69,13 @@ SETTINGS = {
               "sop_key": "sop_m_per_sample"},
     "shd": {"sg": "atan", "sg_alpha": 5.0, "epochs": 150, "T": 126, "hidden": 256, "sop_mode": "corrected",
             "sop_key": "sop_m_per_step", "columns": {"OSR": {"sg_alpha": 2.0}}},
+    "ncars": {"sg": "atan", "sg_alpha": 2.0, "epochs": 30, "T": 5, "size": 64},  # no SOP cells
+    "sfod": {"sg": "atan", "sg_alpha": 2.0, "epochs": 50, "T": 5, "sop_mode": "gen1_survey",
+             "sop_key": "sop_m_per_step"},
+    "coco": {"sg": "atan", "sg_alpha": 2.0, "epochs": 100, "T": 5, "img_size": 640, "sop_mode": "coco_survey",
+             "sop_key": "sop_m_per_sample"},
 }
-SOP_MODES = {task: s["sop_mode"] for task, s in SETTINGS.items()}
+SOP_MODES = {task: s["sop_mode"] for task, s in SETTINGS.items() if "sop_mode" in s}
 
 # speed/throughput.py: the survey's batch, width and AMP, with its timing (loader included, loop CLIF, BlockALIF -j 0)
 THROUGHPUT_ARGS = ("--device", "cuda", "--channels", "128", "-b", "128", "--amp", "--survey-timing")
@@ -71,6 +103,103 @@ def _published(acc, sop, speed=None) -> dict:
     if speed is not None:
         out.update(train_speed=speed[0], test_speed=speed[1], memory=speed[2])
     return out
+
+
+# Gen1 and COCO: the survey's 12 pycocotools stats of each run, in this order (common.coco_eval.STAT_KEYS)
+COCO_STATS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
+_DET_QUIRKS = {"clif": ("clif_sigmoid_carry",), "online_lif": ("ots_batch_eval",), "blockalif": ("blockalif_frozen_b",),
+               "osr": ("osr_fold_next_batch",)}  # osr_stats_over_T: a no-op with the detection tasks' fixed T
+_PSN3 = ("--neuron-opt", "k=3")
+
+
+def _variant(neuron: str, norm: str) -> tuple[str, ...]:
+    """``--neuron --norm`` of a detection run, Sliding PSN's k = 3 and the survey quirks of its neuron and norm."""
+    quirk_flags = [f for q in _DET_QUIRKS.get(neuron, ()) + _DET_QUIRKS.get(norm, ()) for f in ("--survey-quirk", q)]
+    return ("--neuron", neuron, "--norm", norm, *(_PSN3 if neuron == "sliding_psn" else ()), *quirk_flags)
+
+
+# Gen1 (spec §2.6, §2.8; results_corr.txt = acc_gen1.xlsx): column -> (neuron, norm, lr, N-CARS accuracy (%),
+# SOP (M per sample per step), the 12 stats of the final (epoch-50) weights on the test split, note)
+_GEN1 = {
+    "IF": ("if", "bn", "0.001", 81, 385.8605754133301, (
+        0.00023276557937252428, 0.0013131505419299704, 8.358756305070185e-06, 0.00019425710186357683,
+        0.0038272769351139443, 0.001271702228247224, 0.001583629157383124, 0.013224792568467928,
+        0.05494099040291792, 0.08252535496957406, 0.04265949812836316, 0.028016329638717318), ""),
+    "LIF": ("lif", "bn", "0.001", 91.69, 296.33485310595705, (
+        0.21057425990048825, 0.43992195828987324, 0.17282688852478617, 0.0644809411961791,
+        0.2551603824047747, 0.21849255163741482, 0.20266318233137018, 0.38006586418653965,
+        0.4074153687178753, 0.27177615943159644, 0.4392906296915581, 0.4274642524748288), ""),
+    "CLIF": ("clif", "bn", "0.0001", 85.34, 353.02718818798826, (
+        0.09020373604098102, 0.23881171007701407, 0.05172719176539637, 0.03070400772004683,
+        0.11414674240585926, 0.1397188678978684, 0.12034040863642015, 0.26151920799736617,
+        0.3102802020019058, 0.22210536134647607, 0.3300020276159158, 0.33405180923371974),
+        "the survey's run was resumed from its epoch-32 checkpoint"),
+    "PSN": ("sliding_psn", "bn", "0.001", 91.41, 293.53200905249025, (
+        0.23906285357767756, 0.4781183010530182, 0.20828569215654005, 0.09444843101254656,
+        0.28109926701879656, 0.21904000001477797, 0.223110805099369, 0.4097051471637451,
+        0.43001638950757287, 0.2806969026798818, 0.46330911623735443, 0.4251956595312632), "Sliding PSN, k = 3"),
+    "TEBN": ("lif", "tebn", "0.001", 90.96, 214.71965004846192, (
+        0.26555922723310904, 0.5213307913985457, 0.23629334795384585, 0.10582173016210801,
+        0.311527957797925, 0.26251158297263244, 0.23491764561128797, 0.42712784175858776,
+        0.445953964544098, 0.29014908835175174, 0.48061053761908246, 0.4606428208816312), "LIF + TEBN"),
+    "OSR": ("online_lif", "osr", "0.0001", 56.23, 305.9300718242836, (
+        0.00031848838204954767, 0.0006969921050820483, 7.751314032357488e-06, 0.000990248190301207,
+        0.00036134914367823306, 0.000279141848062975, 0.0006427609542259034, 0.0014354803392513382,
+        0.004153073224140713, 0.0020202116136501884, 0.00442689735882157, 0.006801195814648731), "online LIF + OSR"),
+    "BlockALIF": ("blockalif", "bn", "0.001", 68.14, 232.6882028635254, (
+        0.04574062475578002, 0.13473591193224072, 0.019654683675039725, 0.02365895902969289,
+        0.06093944390900633, 0.011186429894357412, 0.08168630763110575, 0.23200579162757448,
+        0.2891250252787454, 0.23123309386030969, 0.30035782406501643, 0.23878112925515413),
+        "FastSigmoid surrogate; its size-dependent neuron parameters start fresh when the backbone loads"),
+}
+
+
+def _gen1_pair(column: str, neuron: str, norm: str, lr: str, acc: float, sop: float, stats: tuple,
+               note: str) -> list[dict]:
+    """The N-CARS pre-training cell (``SFOD/pretrain.py``, task ``ncars``) and the Gen1 cell whose
+    ``--backbone-ckpt`` is that run."""
+    flags, run = _variant(neuron, norm), column.lower()
+    pretrain = dict(task="ncars", column=column, run=f"pretrain_{run}", folder="SFOD", entry="pretrain.py",
+                    args=("--epochs", "30", "-b", "64", "--lr", "0.005", *flags),
+                    published={"gen1_pretrain_acc": acc}, note=f"the backbone of sfod {run}")
+    stats = dict(zip(COCO_STATS, stats))
+    gen1 = dict(task="sfod", column=column, run=run, folder="SFOD", teacher=f"ncars:pretrain_{run}",
+                args=("--epochs", "50", "-b", "16", "--lr", lr, *flags, "--backbone-ckpt", "{teacher}"),
+                published={"gen1_map50": stats["AP50"], "gen1_map": stats["AP"], "gen1_sop": sop}, stats=stats,
+                note="; ".join(filter(None, (note, f"backbone: ncars pretrain_{run}"))))
+    return [pretrain, gen1]
+
+
+# COCO (spec §3.6-3.8; coco/results.txt: pycocotools on best.pt, 3 decimals as printed): column -> (neuron, norm,
+# printed SOP (M; --sop-mode coco_survey), the 12 stats, note). Every run has the quirks of the survey's training code;
+# every printed "flops" is the loop-overwritten 80,451.586 M.
+_COCO_QUIRKS = ("lr_schedule_lag", "frozen_tebn_p", "fp16_best")
+_COCO_RUNS = {
+    "CLIF": ("clif", "bn", 537372.323724,
+             (0.228, 0.410, 0.224, 0.111, 0.263, 0.313, 0.216, 0.376, 0.428, 0.227, 0.497, 0.583),
+             "the survey's run was resumed (exp4)"),
+    "TEBN": ("lif", "tebn", 447592.849188,
+             (0.217, 0.397, 0.212, 0.102, 0.254, 0.299, 0.208, 0.367, 0.417, 0.214, 0.488, 0.563), "LIF + TEBN"),
+    "LIF": ("lif", "bn", 444669.07828,
+            (0.216, 0.397, 0.208, 0.098, 0.254, 0.297, 0.208, 0.364, 0.416, 0.214, 0.486, 0.562), ""),
+    "IF": ("if", "bn", 363786.74275,
+           (0.225, 0.409, 0.220, 0.103, 0.262, 0.310, 0.215, 0.373, 0.424, 0.220, 0.492, 0.578), ""),
+    "PSN": ("sliding_psn", "bn", 1004679.03376,
+            (0.213, 0.389, 0.206, 0.098, 0.245, 0.302, 0.204, 0.361, 0.414, 0.216, 0.481, 0.569), "Sliding PSN, k = 3"),
+    "TEBN-IF": ("if", "tebn", 360619.852476,
+                (0.223, 0.408, 0.218, 0.098, 0.259, 0.309, 0.213, 0.370, 0.422, 0.216, 0.492, 0.570), "IF + TEBN"),
+    "OSR": ("online_lif", "osr", 561747.619018,
+            (0.120, 0.247, 0.101, 0.077, 0.166, 0.134, 0.137, 0.253, 0.297, 0.163, 0.394, 0.335),
+            "online LIF + OSR; the survey's run was resumed (exp35)"),
+}
+
+
+def _coco(column: str, neuron: str, norm: str, sop: float, stats: tuple, note: str) -> dict:
+    stats = dict(zip(COCO_STATS, stats))
+    quirk_flags = [f for q in _COCO_QUIRKS for f in ("--survey-quirk", q)]
+    return dict(task="coco", column=column, run=column.lower().replace("-", "_"), stats=stats, note=note,
+                args=("--epochs", "100", "-b", "16", "--img-size", "640", *_variant(neuron, norm), *quirk_flags),
+                published={"coco_map": stats["AP"], "coco_map50": stats["AP50"], "coco_sop": sop})
 
 
 CELLS = [
@@ -147,6 +276,10 @@ CELLS = [
          published=_published(40.93, 0.022753688842773401), note="OnlineLIFNode with ATan(alpha = 2)"),
     dict(task="shd", column="BlockALIF", run="blockalif", args=(*_SHD, *_BLOCKALIF, "--neuron-opt", "latency=1"),
          published=_published(82.36, 0.023854278411865201)),
+    # -------------------------------------------------- Gen1: N-CARS pre-training (SFOD/pretrain.py), then SFOD
+    *[cell for column, variant in _GEN1.items() for cell in _gen1_pair(column, *variant)],
+    # ---------------------------------------------------------------------------------------------------- COCO
+    *[_coco(column, *variant) for column, variant in _COCO_RUNS.items()],
     # ------------------------------------------------------------------------------------------- kernel speed
     *[dict(task="speed", column=column, run=impl, args=(*SPEED_BENCH_ARGS, "--impl", impl if impl == "loop" else
                                                          f"loop,{impl}"),
@@ -171,32 +304,11 @@ NOTES = [
     "recorded configuration is taken over).",
     "Throughput cells time the cell's configuration with speed/throughput.py at the survey's batch, width and AMP; "
     "`--survey-timing` reproduces its timing (loader included, Python-loop CLIF, BlockALIF with -j 0).",
+    "A Gen1 cell (`sfod`) starts from the N-CARS pre-training run of its column (`ncars`, SFOD/pretrain.py): that "
+    "run directory is its `--backbone-ckpt`, so `scripts/reproduce.py` refuses to start it before the backbone run "
+    "has finished, a Slurm array task waits for it (exit 1: resubmit the index) and a sweep trains it first, as "
+    "for a distillation cell and its teacher.",
+    "Gen1 numbers are those of the final (epoch-50) weights; COCO numbers are pycocotools on the best weights "
+    "(`summary.json` `final_eval`). Both tasks' cells keep the survey's 12 COCO stats (`Cell.stats`).",
 ]
 
-# Gen1 (SFOD) and COCO: the published numbers only, until their cells (with commands) join through
-# common.survey.EXTENSIONS; cells of these tasks then take precedence over these rows.
-_DET = ("IF", "LIF", "CLIF", "PSN", "TEBN", "OSR", "BlockALIF")
-_COCO = ("IF", "LIF", "CLIF", "PSN", "TEBN", "TEBN-IF", "OSR")
-DETECTION_TABLES = {
-    "gen1_pretrain_acc": ("Gen1: N-CARS pre-training accuracy (%)", "pretrain_acc_pct", ".2f", "gen1", _DET,
-                          (81, 91.69, 85.34, 91.41, 90.96, 56.23, 68.14),
-                          ["PSN = Sliding PSN k = 3; TEBN = LIF + TEBN."]),
-    "gen1_map50": ("Gen1: mAP@0.5", "map50", ".4f", "gen1", _DET,
-                   (0.0013131505419299704, 0.43992195828987324, 0.23881171007701407, 0.4781183010530182,
-                    0.5213307913985457, 0.0006969921050820483, 0.13473591193224072), []),
-    "gen1_map": ("Gen1: mAP@0.5:0.95", "map", ".4f", "gen1", _DET,
-                 (0.00023276557937252428, 0.21057425990048825, 0.09020373604098102, 0.23906285357767756,
-                  0.26555922723310904, 0.00031848838204954767, 0.04574062475578002), []),
-    "gen1_sop": ("Gen1: SOP (M)", "sop_m", ".5g", "gen1", _DET,
-                 (385.8605754133301, 296.33485310595705, 353.02718818798826, 293.53200905249025, 214.71965004846192,
-                  305.9300718242836, 232.6882028635254), []),
-    "coco_map": ("COCO: AP@[.5:.95] (pycocotools)", "map", ".3f", "coco", _COCO,
-                 (0.225, 0.216, 0.228, 0.213, 0.217, 0.223, 0.120),
-                 ["PSN = Sliding PSN k = 3; TEBN = LIF + TEBN, TEBN-IF = IF + TEBN; no BlockALIF result."]),
-    "coco_map50": ("COCO: AP@.5 (pycocotools)", "map50", ".3f", "coco", _COCO,
-                   (0.409, 0.397, 0.410, 0.389, 0.397, 0.408, 0.247), []),
-    "coco_sop": ("COCO: printed SOP (M)", "sop_m", ".7g", "coco", _COCO,
-                 (363786.74275, 444669.07828, 537372.323724, 1004679.03376, 447592.849188, 360619.852476,
-                  561747.619018), ["These values carry the survey's extra C_out factor."]),
-}
-TASK_NAMES.update(gen1="Gen1", coco="COCO")

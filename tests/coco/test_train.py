@@ -196,23 +196,24 @@ def test_sop_in_both_modes(root, tmp_path):
                      "--no-final-eval", *SMOKE, "-T", "4", "--neuron", "if"])  # spikes at init (LIF or T = 1: none)
     run = run_dir_of(tmp_path)
     results = {mode: coco_train.main(["--sop", "--resume", str(run), "--sop-mode", mode, "--device", "cpu",
-                                      "--limit-batches", "2"]) for mode in ("corrected", "paper")}
+                                      "--limit-batches", "2"]) for mode in ("corrected", "coco_survey")}
     stored = json.loads((run / "sop.json").read_text())
-    assert set(stored) == {"corrected", "paper"} and stored["paper"]["n_images"] == 4
-    corrected, paper = (results[m]["per_layer"] for m in ("corrected", "paper"))
-    spiking_sop = {"corrected": 0.0, "paper": 0.0}
+    assert set(stored) == {"corrected", "coco_survey"} and stored["coco_survey"]["n_samples"] == 4
+    corrected, paper = (results[m]["per_layer"] for m in ("corrected", "coco_survey"))
+    spiking_sop = {"corrected": 0.0, "coco_survey": 0.0}
     for c, p in zip(corrected, paper):
         assert c["rate"] == p["rate"] and (0 <= c["rate"] <= 1 or not c["spiking"])
-        c_out, h, w = c["out_chw"]
+        c_out, h, w = c["out_shape"]
         # survey's formula: (k^2 C_in C_out + C_out) C_out H W  vs  k^2 C_in C_out H W
-        assert p["ops_m"] == pytest.approx((c["ops_m"] + c_out * h * w / 1e6) * c_out)
+        assert p["ops_per_step"] == pytest.approx((c["ops_per_step"] + c_out * h * w) * c_out)
         if c["spiking"]:
-            spiking_sop["corrected"] += c["rate"] * c["ops_m"]
-            spiking_sop["paper"] += p["rate"] * p["ops_m"]
-    for mode in ("corrected", "paper"):
+            spiking_sop["corrected"] += c["rate"] * c["ops_per_step"] / 1e6
+            spiking_sop["coco_survey"] += p["rate"] * p["ops_per_step"] / 1e6
+    for mode in ("corrected", "coco_survey"):
         assert results[mode]["sop_m_per_step"] == pytest.approx(spiking_sop[mode])
         assert results[mode]["sop_m_per_sample"] == pytest.approx(4 * spiking_sop[mode])
-    assert spiking_sop["corrected"] > 0 and "flops_m" in results["paper"] and "flops_m" not in results["corrected"]
+    assert spiking_sop["corrected"] > 0 and "flops_m" in results["coco_survey"]["extras"]
+    assert results["corrected"]["extras"] == {}
 
 
 @pytest.mark.parametrize("how", ["script", "module"])
@@ -263,11 +264,18 @@ def test_engine_final_eval_hook_runs_once_after_the_last_epoch(tmp_path):
 
 
 def test_survey_commands_parse_with_their_quirks(root, tmp_path):
-    from coco import survey
+    """The table of record's COCO cells (common.survey) parse with this script's parser (spec §3.6, §3.8)."""
+    from common import survey
 
-    assert set(survey.STATS) == set(survey.VARIANTS)
-    assert survey.STATS["clif+bn"]["AP"] == 0.228 and survey.STATS["osr+osr"]["ARl"] == 0.335
-    for variant, (neuron, norm, own) in survey.VARIANTS.items():
-        args = coco_train.parse([*survey.command(variant, str(root)), "--out-dir", str(tmp_path)])
-        assert (args.neuron, args.norm) == (neuron, norm)
-        assert set(args.survey_quirks) == {*survey.SURVEY_QUIRKS, *own}
+    cells = {c.column: c for c in survey.select("coco")}
+    assert cells["CLIF"].stats["AP"] == 0.228 and cells["OSR"].stats["ARl"] == 0.335
+    training = {"lr_schedule_lag", "frozen_tebn_p", "fp16_best"}
+    expected = {"CLIF": ("clif", "bn", {"clif_sigmoid_carry"}), "TEBN": ("lif", "tebn", set()),
+                "LIF": ("lif", "bn", set()), "IF": ("if", "bn", set()), "PSN": ("sliding_psn", "bn", set()),
+                "TEBN-IF": ("if", "tebn", set()),
+                "OSR": ("online_lif", "osr", {"ots_batch_eval", "osr_fold_next_batch"})}
+    assert set(cells) == set(expected)
+    for column, (neuron, norm, own) in expected.items():
+        args = coco_train.parse([*survey.train_args(cells[column], str(tmp_path)), "--data-dir", str(root)])
+        assert (args.neuron, args.norm, args.epochs, args.batch_size, args.img_size) == (neuron, norm, 100, 16, 640)
+        assert set(args.survey_quirks) == training | own

@@ -1,15 +1,19 @@
-"""SOP counter: hand-computed SOP/FLOP on tiny networks in both modes."""
+"""SOP counter: hand-computed SOP/FLOP on tiny networks in both modes, rate sources, real-input layers, nominal
+shapes, mode extras and the ``--sop-mode`` flag."""
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import json
 
 import pytest
 import torch
 from torch import nn
 
+from common.errors import UsageError
 from common.layers import MultiStep
 from common.methods.online import stepwise_forward
-from common.sop import SopOptions, count_sops, write_sop_json
+from common.sop import SOP_MODES, SopMode, SopOptions, add_args, count_sops, synapses, write_sop_json
 
 
 class Step(nn.Module):
@@ -159,3 +163,60 @@ def test_paper_mode_reproduces_survey_cf10_layer_counts():
     assert ops == [114_688, 4_722_688, 4_722_688, 2_361_344, 2_361_344, 2_361_344, 16_779_264, 20_490]
     assert sum(ops[1:]) == 33_329_162
     assert r["first_layer_flop_m"] == pytest.approx(0.114688)
+
+
+class NormConvNet(nn.Module):
+    """conv1 -> spikes -> [BN -> conv2] -> spikes -> head conv3 (no norm before it); pre-activation order."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = MultiStep(nn.Sequential(nn.Conv2d(1, 2, 3, padding=1, bias=False), Step()))
+        self.block = nn.Sequential(MultiStep(nn.BatchNorm2d(2)), MultiStep(nn.Conv2d(2, 3, 1, bias=False)))
+        self.head = MultiStep(nn.Conv2d(3, 4, 1, bias=False))
+
+    def forward(self, x):
+        return self.head(Step()(self.block(self.conv1(x)))).flatten(2)
+
+
+def test_norm_input_rates_float_layers_and_nominal_shapes():
+    """``norm_input``: conv2's rate is its norm's input (conv1's spikes), the head (no norm before it) takes its
+    own input; ``float_layers`` counts the head as FLOPs; ``nominal_shape`` counts F at 2x2 for 4x4 inputs (one
+    sample: T = 3 steps of 1x2x2)."""
+    torch.manual_seed(0)
+    model = NormConvNet().eval()
+    with torch.no_grad():
+        model.block[0][0].running_mean.fill_(0.5)  # a norm output far from the spike values
+    x = torch.rand(2, 3, 1, 4, 4) * 2  # [N, T, C, H, W]
+    spikes = model.conv1(x.transpose(0, 1))
+    head_in = Step()(model.block(spikes))
+    options = SopOptions("corrected", float_layers=("head",), nominal_shape=(3, 1, 2, 2))
+    r = count_sops(model, [(x, torch.zeros(2, dtype=torch.long))], encode, lambda o, e=None: o.mean((0, 2)),
+                   replace_mode(options, "norm_test"))
+    conv1, conv2, head = r["per_layer"]
+    assert conv2["rate_from"] == "block.0" and conv2["rate"] == pytest.approx(spikes.mean().item())
+    assert head["rate_from"] == "head.0" and head["rate"] == pytest.approx(head_in.mean().item())
+    assert [e["ops_per_step"] for e in r["per_layer"]] == [9 * 2 * 4, 2 * 3 * 4, 3 * 4 * 4]  # at 2x2
+    assert [e["spiking"] for e in r["per_layer"]] == [False, True, False]
+    assert r["float_layers"] == ["conv1.0.0", "head.0"] and r["first_layer"] == "conv1.0.0"
+    assert r["sop_m_per_step"] * 1e6 == pytest.approx(spikes.mean().item() * 24)
+    assert r["sop_m_per_sample"] * 1e6 == pytest.approx(3 * spikes.mean().item() * 24)
+    assert r["float_input_flop_m_per_step"] * 1e6 == 72 + 48
+    assert r["first_layer_flop_m"] * 1e6 == pytest.approx(3 * 72)  # not static: every step
+    assert r["extras"] == {"spiking_layers": 1}
+
+
+def replace_mode(options: SopOptions, mode: str) -> SopOptions:
+    return dataclasses.replace(options, mode=mode)
+
+
+SOP_MODES.register("norm_test", SopMode(synapses, "norm_input",
+                                        lambda layers: {"spiking_layers": sum(e["spiking"] for e in layers)}))
+
+
+def test_sop_mode_flag_lists_the_task_modes():
+    parser = argparse.ArgumentParser()
+    add_args(parser, modes=("corrected", "norm_test"))
+    assert parser.parse_args([]).sop_mode == "corrected"
+    assert parser.parse_args(["--sop-mode", "norm_test"]).sop_mode == "norm_test"
+    with pytest.raises(UsageError, match="unknown --sop-mode 'paper'; valid: corrected, norm_test"):
+        parser.parse_args(["--sop-mode", "paper"])  # registered, but not one of this task's

@@ -247,13 +247,16 @@ def _runs_csv(out: Path) -> dict[str, dict]:
 
 def test_runs_differing_from_the_survey_cell_are_marked(tmp_path):
     root = tmp_path / "runs"
-    write_run(root, "lif_T8", [0.90] * 256, flags=["--neuron", "lif", "-T", "8"])
-    write_run(root, "if_ok", [0.91] * 256, flags=["--neuron", "if"])
+    cf10 = ["--T", "4", "--epochs", "256", "-b", "128", "--amp", "--opt", "sgd", "--lr", "0.1"]  # spec §1
+    write_run(root, "lif_T8", [0.90] * 256, flags=[*cf10, "--neuron", "lif", "-T", "8"])
+    write_run(root, "if_ok", [0.91] * 256, flags=[*cf10, "--neuron", "if"])
+    write_run(root, "tebn_lr", [0.91] * 256, flags=[*cf10, "--neuron", "lif", "--norm", "tebn", "--lr", "0.05"])
     out = tmp_path / "out"
     collect_results.collect([root], out)
     runs = _runs_csv(out)
     assert runs["lif_T8"]["differs"] == "T=8 (survey 4)"
     assert runs["if_ok"]["differs"] == ""
+    assert runs["tebn_lr"]["differs"] == "lr=0.05 (survey 0.1)"
     assert md_cell(out / "accuracy.md", "CIFAR10", "LIF").startswith("90.00* / ")
     assert md_cell(out / "accuracy.md", "CIFAR10", "IF").startswith("91.00 / ")  # T, epochs as the survey's
     assert "| T=8 (survey 4) |" in (out / "tables.md").read_text()
@@ -297,3 +300,71 @@ def test_runs_without_the_cells_survey_quirks_are_marked(tmp_path):
     runs = _runs_csv(out)
     assert "quirks=none (survey clif_sigmoid_carry)" in runs["clif_plain"]["differs"]
     assert "quirks" not in runs["clif_survey"]["differs"]
+
+
+# ------------------------------------------------------------------------------------------------ Gen1 and COCO
+def write_detection_run(root: Path, task: str, name: str, argv: list[str], epochs: int, summary: dict,
+                        sop: dict | None = None) -> Path:
+    """A run directory of SFOD/pretrain.py (ncars), SFOD/train.py (sfod) or coco/train.py (coco): args.json from the
+    script's own parser, one metrics row per epoch, summary.json and sop.json as those scripts write them."""
+    import importlib
+
+    script = {"ncars": "SFOD.pretrain", "sfod": "SFOD.train", "coco": "coco.train"}[task]
+    args = cli.parse(importlib.import_module(script).build_parser(), argv)
+    run_dir = root / name
+    log = RunLog(run_dir)
+    log.write_args(json.loads(json.dumps({**vars(args), "task": task, "argv": argv}, default=str)))
+    for epoch in range(epochs):
+        log.log_epoch({"epoch": epoch, "train_loss": 1.0 / (epoch + 1), "test_AP": 0.1, "test_AP50": 0.2})
+    log.close()
+    log.write_summary({"finished": True, "epochs": args.epochs, "epochs_done": epochs, **summary})
+    for mode, result in (sop or {}).items():
+        write_sop_json(run_dir, {"mode": mode, **result})
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def detection(tmp_path_factory):
+    root = tmp_path_factory.mktemp("det")
+    base = ["--out-dir", str(root), "--device", "cpu"]
+    write_detection_run(root, "ncars", "pretrain_lif", ["--epochs", "30", "-b", "64", "--lr", "0.005", "--neuron",
+                                                        "lif", *base], 12,  # early stopping after 12 of 30 epochs
+                        {"stopped_early": True, "best_test_acc": 0.93})
+    gen1 = ["--epochs", "50", "-b", "16", "--neuron", "lif", "--norm", "bn", *base]
+    write_detection_run(root, "sfod", "lif", [*gen1, "--lr", "0.001", "--backbone-ckpt", str(root / "pretrain_lif")],
+                        50, {"final_test_AP": 0.2, "final_test_AP50": 0.42, "best_test_AP": 0.25},
+                        sop={"gen1_survey": {"sop_m_per_step": 300.0, "sop_m_per_sample": 1500.0}})
+    write_detection_run(root, "sfod", "clif_plain", ["--epochs", "50", "--neuron", "clif", "--lr", "0.001", *base],
+                        50, {"final_test_AP": 0.1, "final_test_AP50": 0.2})  # no backbone, lr, no survey quirk
+    write_detection_run(root, "coco", "if", ["--epochs", "100", "-b", "16", "--img-size", "640", "--neuron", "if",
+                                             "--survey-quirk", "lr_schedule_lag", "--survey-quirk", "frozen_tebn_p",
+                                             "--survey-quirk", "fp16_best", *base], 100,
+                        {"final_eval": {"test_AP": 0.2, "test_AP50": 0.4}, "final_test_AP": 0.9},
+                        sop={"coco_survey": {"sop_m_per_sample": 360000.0, "sop_m_per_step": 72000.0}})
+    out = tmp_path_factory.mktemp("det_tables")
+    collect_results.collect([root], out)
+    return out
+
+
+def test_gen1_final_weights_beside_the_survey(detection):
+    # survey (spec §2.8): LIF mAP@0.5 0.43992, mAP 0.21057, SOP 296.33485; N-CARS 91.69 %
+    assert md_cell(detection / "gen1_map50.md", "Gen1", "LIF") == "0.4200 / 0.4399 (-0.0199)"
+    assert md_cell(detection / "gen1_map.md", "Gen1", "LIF") == "0.2000 / 0.2106 (-0.0106)"  # final, not best
+    assert md_cell(detection / "gen1_sop.md", "Gen1", "LIF") == "300 / 296.33 (+3.6651)"
+    # an early-stopped pre-training run is finished
+    assert md_cell(detection / "gen1_pretrain_acc.md", "N-CARS (Gen1 backbone)", "LIF") == "93.00 / 91.69 (+1.31)"
+
+
+def test_coco_pycocotools_stats_beside_the_survey(detection):
+    # survey (spec §3.8): IF AP 0.225, AP50 0.409, printed SOP 363786.74275; ours from summary.json final_eval
+    assert md_cell(detection / "coco_map.md", "COCO", "IF") == "0.200 / 0.225 (-0.025)"
+    assert md_cell(detection / "coco_map50.md", "COCO", "IF") == "0.400 / 0.409 (-0.009)"
+    assert md_cell(detection / "coco_sop.md", "COCO", "IF") == "360000 / 363786.7 (-3786.743)"
+
+
+def test_detection_runs_differing_from_their_cell_are_marked(detection):
+    runs = _runs_csv(detection)
+    assert runs["lif"]["differs"] == "" and runs["if"]["differs"] == "" and runs["pretrain_lif"]["differs"] == ""
+    assert runs["clif_plain"]["differs"] == ("lr=0.001 (survey 0.0001); backbone_ckpt=none (survey: the run of "
+                                             "ncars:pretrain_clif); quirks=none (survey clif_sigmoid_carry)")
+    assert md_cell(detection / "gen1_map.md", "Gen1", "CLIF") == "0.1000* / 0.0902 (+0.0098)"

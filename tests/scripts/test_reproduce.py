@@ -1,8 +1,8 @@
 """scripts/reproduce.py and the table of record (common/survey): every cell of the survey's cf10 / scf10 / SHD /
-speed tables is listed with the published number of the spec, every printed command parses with its task's own
-parser into the survey run's configuration (expectations transcribed here from the specs, independently of the
-table), the Slurm job array is valid bash that starts, resumes or skips each run, and no survey configuration is
-spelled out anywhere else."""
+Gen1 (with its N-CARS pre-training) / COCO / speed tables is listed with the published number of the spec, every
+printed command parses with its task's own parser into the survey run's configuration (expectations transcribed
+here from the specs, independently of the table), the Slurm job array is valid bash that starts, resumes or skips
+each run (and waits for the run a cell needs), and no survey configuration is spelled out anywhere else."""
 from __future__ import annotations
 
 import json
@@ -78,6 +78,27 @@ EXPECTED = {
     ("shd", "blockalif"): dict(_SHD, neuron="blockalif", norm="bn", method="bptt", extra={"latency": 1},
                                quirks=_SHD_Q | {"blockalif_frozen_b"}),
 }
+# Gen1 (spec §2.6, §2.8): column -> neuron, norm, lr, quirks, Sliding PSN's k = 3; N-CARS: batch 64, lr 5e-3, 30 epochs
+_DET_VARIANTS = {"IF": ("if", "bn", set()), "LIF": ("lif", "bn", set()), "CLIF": ("clif", "bn", {"clif_sigmoid_carry"}),
+                 "PSN": ("sliding_psn", "bn", set()), "TEBN": ("lif", "tebn", set()),
+                 "OSR": ("online_lif", "osr", {"ots_batch_eval", "osr_fold_next_batch"}),
+                 "BlockALIF": ("blockalif", "bn", {"blockalif_frozen_b"})}
+for _col, (_neuron, _norm, _quirks) in _DET_VARIANTS.items():
+    _run = _col.lower()
+    _extra = {"k": 3} if _neuron == "sliding_psn" else {}
+    EXPECTED["ncars", f"pretrain_{_run}"] = dict(T=5, epochs=30, batch_size=64, lr=0.005, amp=True, opt="adamw",
+                                                 neuron=_neuron, norm=_norm, quirks=_quirks, extra=_extra)
+    EXPECTED["sfod", _run] = dict(T=5, epochs=50, batch_size=16, lr=1e-4 if _col in ("CLIF", "OSR") else 1e-3,
+                                  amp=True, opt="adamw", wd=1e-4, neuron=_neuron, norm=_norm, quirks=_quirks,
+                                  extra=_extra, backbone=f"pretrain_{_run}")
+# COCO (spec §3.6, §3.8): every run with the survey's training-code quirks
+_COCO_Q = {"lr_schedule_lag", "frozen_tebn_p", "fp16_best"}
+for _col, (_neuron, _norm, _quirks) in {**{c: v for c, v in _DET_VARIANTS.items() if c != "BlockALIF"},
+                                        "TEBN-IF": ("if", "tebn", set())}.items():
+    EXPECTED["coco", _col.lower().replace("-", "_")] = dict(
+        T=5, epochs=100, batch_size=16, img_size=640, lr=0.01, neuron=_neuron, norm=_norm, quirks=_COCO_Q | _quirks,
+        extra={"k": 3} if _neuron == "sliding_psn" else {})
+SCRIPTS = {"ncars": "SFOD/pretrain.py", "sfod": "SFOD/train.py"}  # else TASK/train.py
 
 
 def run_script(*args: str, **kwargs) -> subprocess.CompletedProcess:
@@ -85,10 +106,14 @@ def run_script(*args: str, **kwargs) -> subprocess.CompletedProcess:
                           timeout=120, **kwargs)
 
 
+def _script(task: str) -> str:
+    return SCRIPTS.get(task, f"{task}/train.py")
+
+
 def _parser(task: str):
     import importlib
 
-    return importlib.import_module(f"{task}.train").build_parser()
+    return importlib.import_module(_script(task).removesuffix(".py").replace("/", ".")).build_parser()
 
 
 # ------------------------------------------------------------------------------------------------ --list
@@ -111,7 +136,7 @@ def test_list_covers_every_cell_of_the_tables():
 
 
 def test_every_training_cell_is_expected():
-    cells = {(c.task, c.run) for c in survey.cells() if c.task in survey.SOP_MODES}
+    cells = {(c.task, c.run) for c in survey.cells() if c.task in survey.training_tasks()}
     assert cells == set(EXPECTED)
 
 
@@ -119,15 +144,18 @@ def test_every_training_cell_is_expected():
 @pytest.mark.parametrize("task, run", list(EXPECTED))
 def test_print_builds_the_survey_run_configuration(task, run, tmp_path):
     line = run_script("--print", task, run, "--out-dir", str(tmp_path)).stdout.strip()
-    assert line.startswith(f"python {task}/train.py ") and "\n" not in line
+    assert line.startswith(f"python {_script(task)} ") and "\n" not in line
     argv = shlex.split(line)[2:]
     args = cli.parse(_parser(task), argv)
     expected = dict(EXPECTED[task, run])
     assert set(args.survey_quirks) == expected.pop("quirks", set())
     assert dict(args.neuron_extra) == expected.pop("extra", {}), run
+    backbone = expected.pop("backbone", None)
     for key, value in expected.items():
         assert getattr(args, key) == value, (task, run, key)
     assert args.out_dir == f"{tmp_path}/{task}/survey" and args.run_name == run
+    if backbone:  # Gen1: the N-CARS pre-training run of its column
+        assert args.backbone_ckpt == f"{tmp_path}/ncars/survey/{backbone}"
     if args.method.startswith("distill"):
         assert args.teacher == f"{tmp_path}/cf10/survey/ann"
 
@@ -165,7 +193,8 @@ def test_print_sop_throughput_and_speed_commands():
 @pytest.mark.parametrize("args, message", [
     (["--print", "shd", "PSN"], "3 runs stand behind this column; name one: psn_k2, psn_k3, psn_k4"),
     (["--print", "cf10", "Nope"], "cf10: no column or run 'Nope'; columns: ANN, IF, LIF"),
-    (["--print", "coco", "LIF"], "no survey cells for task 'coco'"),
+    (["--print", "nope", "LIF"], "no survey cells for task 'nope'"),
+    (["--print", "coco", "BlockALIF"], "coco: no column or run 'BlockALIF'; columns: CLIF, TEBN, LIF"),
     (["--print", "scf10", "IF", "--table", "memory2"], "--table memory2: valid: accuracy"),
     (["--print", "cf10", "ANN", "--table", "sop"], "has no number in table 'sop'"),
 ])
@@ -232,7 +261,7 @@ def test_slurm_task_starts_resumes_skips_and_waits_for_its_teacher(tmp_path):
     assert rc == 0 and argv == " ".join(["cf10/train.py", *survey.train_args(survey.find("cf10", "ANN"),
                                                                              str(tmp_path / "runs"))])
     rc, argv, out = run_index(tmp_path, script, 1)
-    assert rc == 1 and argv == "" and "its teacher" in out and "has not finished" in out
+    assert rc == 1 and argv == "" and "the run it needs" in out and "has not finished" in out
     (runs / "ann").mkdir(parents=True)
     (runs / "ann" / "summary.json").write_text("{}")
     rc, argv, _ = run_index(tmp_path, script, 0)
@@ -261,13 +290,13 @@ def test_slurm_multi_gpu_cells_run_under_torchrun(tmp_path, monkeypatch, capsys)
 
 # ------------------------------------------------------------------------------------------------ one source
 def test_every_quirk_in_the_table_is_registered_for_its_task():
-    for task in survey.SOP_MODES:
+    for task in survey.training_tasks():
         _parser(task)
     for cell in survey.cells():
         for name in cell.quirks():
             assert cell.task in quirks.QUIRKS[name].tasks, (cell.task, name)
     used = {q for c in survey.cells() for q in c.quirks()}
-    ours = {q.name for q in quirks.QUIRKS.values() if set(q.tasks) & set(survey.SOP_MODES)}
+    ours = {q.name for q in quirks.QUIRKS.values() if set(q.tasks) & set(survey.training_tasks())}
     assert ours == used  # no survey switch of these tasks is left out of the table
 
 
@@ -275,21 +304,30 @@ def test_every_quirk_in_the_table_is_registered_for_its_task():
 STRAY = re.compile(r"--kd-survey-quirk|--no-mask-padding|--mask-padding|--survey-param-groups|clif_sigmoid_carry="
                    r"|ots_batch_eval=|b_init=1\.8|--epochs 256 -b 128|--epochs 150 -b 256|--survey-quirk \w+ --")
 GENERATED = {"docs/reproducing-table.md"}
-# tasks whose cells have not joined the table yet (common.survey.EXTENSIONS): drop them here when they do
-PENDING = {"docs/coco.md", "docs/sfod.md"}
+# the detection tasks' published numbers as printed (full precision, or the COCO SOPs), anywhere outside the table
+DETECTION_NUMBERS = re.compile(r"0\.\d{12,}|\d{6,}\.\d{4,}|385\.86|296\.33|537,372|1,004,679|0\.5213")
+FOLDERS = ("scripts", "speed", "docs", "cf10", "scf10", "shd", "SFOD", "coco", "common")
+
+
+def _text_files():
+    yield ROOT / "README.md"
+    for folder in FOLDERS:
+        for path in sorted((ROOT / folder).rglob("*")):
+            rel = path.relative_to(ROOT).as_posix()
+            if path.suffix in (".py", ".sh", ".md", ".json") and rel not in GENERATED and "/flags/" not in rel \
+                    and not rel.startswith("common/survey/"):
+                yield path
 
 
 def test_no_survey_configuration_outside_the_table_of_record():
     found = []
-    for folder in ("scripts", "speed", "docs", "cf10", "scf10", "shd"):
-        for path in sorted((ROOT / folder).rglob("*")):
-            rel = path.relative_to(ROOT).as_posix()
-            if path.suffix not in (".py", ".sh", ".md", ".json") or rel in GENERATED | PENDING or "/flags/" in rel:
-                continue
-            for k, line in enumerate(path.read_text().splitlines(), 1):
-                if STRAY.search(line):
-                    found.append(f"{rel}:{k}: {line.strip()[:100]}")
+    for path in _text_files():
+        rel = path.relative_to(ROOT).as_posix()
+        for k, line in enumerate(path.read_text().splitlines(), 1):
+            if (STRAY.search(line) and not rel.startswith("common/")) or DETECTION_NUMBERS.search(line):
+                found.append(f"{rel}:{k}: {line.strip()[:100]}")
     assert found == []
+    assert not (ROOT / "SFOD" / "survey.py").exists() and not (ROOT / "coco" / "survey.py").exists()
 
 
 def test_generated_table_page_is_fresh():
@@ -302,3 +340,91 @@ def test_collect_results_reads_the_table():
     assert spec["tables"]["sop"]["rows"]["scf10"]["BlockALIF"] == 1
     assert spec["tables"]["coco_map"]["rows"]["coco"]["TEBN-IF"] == 0.223
     assert json.dumps(spec)  # plain data
+
+
+# ------------------------------------------------------------------------------------------------ Gen1 and COCO
+# spec §2.8 (results_corr.txt / acc_gen1.xlsx) and §3.8 (coco/results.txt): column -> (mAP@0.5, mAP@[.5:.95], SOP)
+GEN1 = {"IF": (0.0013131505, 0.00023276558, 385.86057541), "LIF": (0.43992195829, 0.2105742599, 296.33485311),
+        "CLIF": (0.23881171008, 0.09020373604, 353.02718819), "PSN": (0.47811830105, 0.23906285358, 293.53200905),
+        "TEBN": (0.5213307914, 0.26555922723, 214.71965005), "OSR": (0.00069699211, 0.00031848838, 305.93007182),
+        "BlockALIF": (0.13473591193, 0.04574062476, 232.68820286)}
+NCARS_ACC = {"IF": 81, "LIF": 91.69, "CLIF": 85.34, "PSN": 91.41, "TEBN": 90.96, "OSR": 56.23, "BlockALIF": 68.14}
+COCO = {"CLIF": (0.228, 0.410, 537372.323724), "TEBN": (0.217, 0.397, 447592.849188),
+        "LIF": (0.216, 0.397, 444669.07828), "IF": (0.225, 0.409, 363786.74275), "PSN": (0.213, 0.389, 1004679.03376),
+        "TEBN-IF": (0.223, 0.408, 360619.852476), "OSR": (0.120, 0.247, 561747.619018)}
+
+
+def _listed(*args: str) -> dict[tuple[str, str, str], str]:
+    res = run_script("--list", *args)
+    assert res.returncode == 0, res.stderr
+    return {(t, table, col): v for t, table, col, run, v in (line.split()[:5] for line in res.stdout.splitlines()[1:])}
+
+
+def test_list_detection_cells_with_their_published_numbers():
+    sfod = _listed("--task", "sfod")
+    assert {t for t, *_ in sfod} == {"sfod", "ncars"}  # the Gen1 cells with the N-CARS runs they need
+    for column, (map50, map_, sop) in GEN1.items():
+        assert float(sfod["sfod", "gen1_map50", column]) == pytest.approx(map50, rel=1e-7)
+        assert float(sfod["sfod", "gen1_map", column]) == pytest.approx(map_, rel=1e-7)
+        assert float(sfod["sfod", "gen1_sop", column]) == pytest.approx(sop, rel=1e-9)
+        assert float(sfod["ncars", "gen1_pretrain_acc", column]) == NCARS_ACC[column]
+    coco = _listed("--task", "coco")
+    assert {t for t, *_ in coco} == {"coco"}
+    for column, (map_, map50, sop) in COCO.items():
+        assert [float(coco["coco", t, column]) for t in ("coco_map", "coco_map50", "coco_sop")] == [map_, map50, sop]
+    assert len(coco) == 3 * len(COCO) and len(sfod) == 4 * len(GEN1)
+
+
+def test_detection_cells_keep_the_twelve_stats():
+    from common.coco_eval import STAT_KEYS
+
+    assert survey.COCO_STATS == STAT_KEYS
+    lif = survey.find("sfod", "LIF").stats
+    assert list(lif) == list(STAT_KEYS) and lif["AR100"] == 0.4074153687178753  # spec §2.8 val_AR_det=100
+    assert survey.find("coco", "OSR").stats["APl"] == 0.134  # spec §3.8 AP large
+
+
+def test_print_detection_sop_commands(tmp_path):
+    assert run_script("--print", "sfod", "LIF", "--table", "gen1_sop").stdout.strip() == (
+        "python SFOD/train.py --sop --sop-mode gen1_survey --resume runs/sfod/survey/lif")
+    assert run_script("--print", "coco", "TEBN-IF", "--table", "coco_sop").stdout.strip() == (
+        "python coco/train.py --sop --sop-mode coco_survey --resume runs/coco/survey/tebn_if")
+    for task, column, table in (("sfod", "LIF", "gen1_sop"), ("coco", "CLIF", "coco_sop")):
+        argv = shlex.split(run_script("--print", task, column, "--table", table).stdout)[2:-2]  # without --resume
+        args = cli.parse(_parser(task), argv)
+        assert args.sop and args.sop_mode == survey.SOP_MODES[task]
+
+
+def test_gen1_run_is_refused_before_its_backbone(tmp_path, capsys):
+    out = str(tmp_path)
+    with pytest.raises(SystemExit) as e:
+        reproduce.main(["sfod", "LIF", "--out-dir", out, "--dry-run"])
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and len(err.splitlines()) == 1
+    assert f"sfod LIF needs the finished run {tmp_path}/ncars/survey/pretrain_lif" in err
+    assert err.endswith("run it first: python scripts/reproduce.py ncars pretrain_lif")
+    assert reproduce.main(["ncars", "LIF", "--out-dir", out, "--dry-run"]) == 0
+    assert capsys.readouterr().out.split(" ", 2)[2].startswith("SFOD/pretrain.py --epochs 30 -b 64 --lr 0.005")
+    backbone = tmp_path / "ncars" / "survey" / "pretrain_lif"
+    backbone.mkdir(parents=True)
+    (backbone / "summary.json").write_text("{}")
+    assert reproduce.main(["sfod", "LIF", "--out-dir", out, "--dry-run"]) == 0
+    assert f"SFOD/train.py --epochs 50 -b 16 --lr 0.001 --neuron lif --norm bn --backbone-ckpt {backbone} " in (
+        capsys.readouterr().out)
+
+
+def test_slurm_gen1_task_waits_for_its_backbone(tmp_path):
+    script, text = slurm(tmp_path, "--task", "sfod", "--columns", "TEBN")
+    runs = tmp_path / "runs"
+    assert re.findall(r"^# cell (\d+) (\S+) (\S+) (\S+)$", text, re.M) == [
+        ("0", "ncars", "TEBN", str(runs / "ncars/survey/pretrain_tebn")),
+        ("1", "sfod", "TEBN", str(runs / "sfod/survey/tebn"))]
+    rc, argv, out = run_index(tmp_path, script, 1)
+    assert rc == 1 and argv == "" and "has not finished" in out
+    rc, argv, _ = run_index(tmp_path, script, 0)
+    assert rc == 0 and argv.startswith("SFOD/pretrain.py --epochs 30 ")
+    (runs / "ncars/survey/pretrain_tebn").mkdir(parents=True)
+    (runs / "ncars/survey/pretrain_tebn/summary.json").write_text("{}")
+    rc, argv, _ = run_index(tmp_path, script, 1)
+    assert rc == 0 and argv == " ".join(["SFOD/train.py", *survey.train_args(survey.find("sfod", "TEBN"), str(runs))])
+    assert f"--backbone-ckpt {runs}/ncars/survey/pretrain_tebn" in argv

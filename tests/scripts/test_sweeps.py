@@ -52,16 +52,17 @@ if "--fail" in rest:
 
 @pytest.fixture
 def repo(tmp_path):
-    """A scratch repository: the sweep scripts, a 3-entry surrogate registry and fake cf10/scf10/shd trainers."""
+    """A scratch repository: the sweep scripts, a 3-entry surrogate registry and fake trainers of every task."""
     (tmp_path / "scripts").mkdir()
     for name in ("sweep_lib.sh", "sweep_sg.sh", "sweep_methods.sh", "reproduce.py"):
         shutil.copy(ROOT / "scripts" / name, tmp_path / "scripts" / name)
     (tmp_path / "common").mkdir()
     (tmp_path / "common" / "__init__.py").write_text("")
     (tmp_path / "common" / "surrogate.py").write_text(f"def names():\n    return {SURROGATES!r}\n")
-    for task in ("cf10", "scf10", "shd"):
-        (tmp_path / task).mkdir()
-        (tmp_path / task / "train.py").write_text(FAKE_TRAIN)
+    for script in ("cf10/train.py", "scf10/train.py", "shd/train.py", "SFOD/train.py", "SFOD/pretrain.py",
+                   "coco/train.py"):
+        (tmp_path / script).parent.mkdir(exist_ok=True)
+        (tmp_path / script).write_text(FAKE_TRAIN)
     return tmp_path
 
 
@@ -195,7 +196,7 @@ def test_failures_are_reported_and_set_the_exit_status(repo):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["cf11"], "unknown task 'cf11' (no cf11/train.py); available: cf10 scf10 shd"),
+    (["cf11"], "unknown task 'cf11' (no cf11/train.py); available: SFOD cf10 coco scf10 shd"),
     (["cf10", "--sg", "atan,nope"], "unknown surrogate 'nope'; registered: atan rect sigmoid"),
     (["cf10", "--", "--out-dir", "x"], "do not pass --out-dir after --"),
     (["cf10", "--bogus"], "unknown option '--bogus'"),
@@ -222,7 +223,16 @@ SURVEY_COLUMNS = {
              "distill_feature"],
     "scf10": ["if", "lif", "clif", "psn", "tebn", "osr", "blockalif"],
     "shd": ["if", "lif", "clif", "psn_k2", "psn_k3", "psn_k4", "tebn_if", "osr", "blockalif"],
+    # Gen1: every N-CARS backbone first (the runs they need), then the detectors
+    "sfod": [f"pretrain_{r}" for r in ("if", "lif", "clif", "psn", "tebn", "osr", "blockalif")]
+            + ["if", "lif", "clif", "psn", "tebn", "osr", "blockalif"],
+    "coco": ["clif", "tebn", "lif", "if", "psn", "tebn_if", "osr"],
 }
+SCRIPTS = {"sfod": "SFOD/train.py", "coco": "coco/train.py"}
+
+
+def _cell(task: str, run: str) -> survey.Cell:
+    return survey.find("ncars", run) if run.startswith("pretrain_") else survey.find(task, run)
 
 
 @pytest.mark.parametrize("task", list(SURVEY_COLUMNS))
@@ -230,9 +240,9 @@ def test_methods_dry_run_covers_the_survey_columns(repo, task):
     res = sweep(repo, "sweep_methods.sh", task, "--dry-run", python="python")
     assert res.returncode == 0, res.stderr
     cmds = commands(res.stdout)
-    assert list(cmds) == SURVEY_COLUMNS[task]  # distillation after its teacher (ann)
+    assert list(cmds) == SURVEY_COLUMNS[task]  # distillation after its teacher (ann), Gen1 after its backbone
     for name, cmd in cmds.items():
-        assert cmd.startswith(f"python {task}/train.py ")
+        assert cmd.startswith(f"python {_cell(task, name).script} ")
         assert cmd.endswith(f" --out-dir runs/{task}/survey --run-name {name}")
 
 
@@ -243,13 +253,16 @@ def test_methods_commands_are_the_table_of_record(repo):
         cmds = commands(sweep(repo, "sweep_methods.sh", task, "--dry-run", python="python").stdout)
         sops = commands(sweep(repo, "sweep_methods.sh", task, "--sop", "--dry-run", python="python").stdout)
         for run in runs:
-            cell = survey.find(task, run)
+            cell = _cell(task, run)
             printed = shlex.join(survey.command(cell, "accuracy"))  # = scripts/reproduce.py --print TASK RUN
+            # the sweep keeps the runs a cell needs in its own folder (a Gen1 backbone beside its detector)
+            printed = printed.replace("runs/ncars/survey", f"runs/{task}/survey")
             assert cmds[run] == printed
-            if run == "ann":
+            if run == "ann" or cell.task == "ncars":
                 assert run not in sops
             else:
-                sop = shlex.join(survey.command(cell, "sop"))
+                table = next(t for t in cell.published if survey.kind(t) == "sop")
+                sop = shlex.join(survey.command(cell, table))
                 assert sops[run] == printed.split(" --out-dir ")[0] + sop.split("train.py", 1)[1]
 
 
@@ -263,7 +276,7 @@ def test_methods_only_adds_the_teacher_and_checks_it(repo):
     # real run where the teacher fails: the student is not started
     res = sweep(repo, "sweep_methods.sh", "cf10", "--only", "distill_response", "--", "--fail")
     assert res.returncode == 1
-    assert "FAILED  distill_response (its teacher runs/cf10/survey/ann has not finished)" in res.stderr
+    assert "FAILED  distill_response (the run it needs, runs/cf10/survey/ann, has not finished)" in res.stderr
     assert not (repo / "runs/cf10/survey/distill_response").exists()
     res = sweep(repo, "sweep_methods.sh", "cf10", "--only", "ann,distill_response")
     assert res.returncode == 0, res.stderr
@@ -272,7 +285,7 @@ def test_methods_only_adds_the_teacher_and_checks_it(repo):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["coco"], "unknown task 'coco'; the survey's method tables cover"),
+    (["nope"], "unknown task 'nope'; the survey's method tables cover"),
     (["scf10", "--only", "tandem"], "unknown column 'tandem' for scf10; columns and runs: if lif clif psn tebn osr "
                                     "blockalif"),
 ])
@@ -301,8 +314,8 @@ def test_methods_sop_counts_finished_runs_only(repo):
     assert (out / "logs" / "if.sop.log").exists()
 
 
-def _task_parser(task: str):
-    spec = importlib.util.spec_from_file_location(f"_train_{task}", ROOT / task / "train.py")
+def _task_parser(script: str):
+    spec = importlib.util.spec_from_file_location(f"_train_{script.replace('/', '_')[:-3]}", ROOT / script)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.build_parser()
@@ -310,13 +323,16 @@ def _task_parser(task: str):
 
 @pytest.mark.parametrize("task", list(SURVEY_COLUMNS))
 def test_methods_commands_parse_with_the_real_task_script(repo, task):
-    """Every flag and registry name the method sweep passes (training and --sop) is accepted by TASK/train.py."""
+    """Every flag and registry name the method sweep passes (training and --sop) is accepted by the real script
+    (TASK/train.py; SFOD/pretrain.py for a Gen1 backbone)."""
     from common import cli
 
-    parser = _task_parser(task)
+    parsers = {}
     for sop in ([], ["--sop"]):
         res = sweep(repo, "sweep_methods.sh", task, *sop, "--dry-run", python="python")
         for name, cmd in commands(res.stdout).items():
+            script = shlex.split(cmd)[1]
+            parser = parsers[script] = parsers.get(script) or _task_parser(script)
             argv = shlex.split(cmd)[2:]
             if "--resume" in argv:  # the dry run's run directory does not exist: parse the flags without it
                 del argv[argv.index("--resume"):argv.index("--resume") + 2]

@@ -13,16 +13,18 @@ import torch
 import torch.nn.functional as F
 
 from common import checkpoint, cli, engine
+from common import survey as record
 from common.neuron import NeuronConfig
 from common.runlog import read_metrics
 from common.state import reset_net
-from SFOD import gen1, pretrain, recipe, survey, train
+from SFOD import gen1, pretrain, recipe, train
 from SFOD.model import NCarsClassifier, SpikingSSD, survey_neuron_config
 from tests.sfod.fake_prophesee import small_gen1, synthetic_gen1, write_ncars
 
 ROOT = Path(__file__).resolve().parents[2]
 CPU = ["--device", "cpu", "--workers", "0"]
 SMALL = gen1.Gen1Params(T=1, height=128, width=160)
+GEN1 = record.select("sfod")  # the survey's Gen1 cells (table of record)
 COCO_COLUMNS = ["test_AP", "test_AP50", "test_AP75", "test_APs", "test_APm", "test_APl", "test_AR1", "test_AR10",
                 "test_AR100", "test_ARs", "test_ARm", "test_ARl"]
 
@@ -78,25 +80,27 @@ def test_recipe_defaults_and_survey_lr():
 
 
 def test_survey_cells_are_valid_command_lines(tmp_path):
-    assert len(survey.GEN1) == 7
-    for column, cell in survey.GEN1.items():
-        args = cli.parse(train.build_parser(), [*survey.train_command(column)[2:], "--out-dir", str(tmp_path)])
-        assert (args.neuron, args.norm, args.lr) == (cell.neuron, cell.norm, cell.lr)
-        assert len(cell.stats) == 12 and cell.metrics()["AP50"] >= cell.metrics()["AP"]
-        cli.parse(pretrain.build_parser(), [*survey.pretrain_command(column)[2:], "--out-dir", str(tmp_path)])
-    assert survey.GEN1["TEBN"].metrics()["AP50"] == pytest.approx(0.5213, abs=1e-4)
+    assert [c.column for c in GEN1] == ["IF", "LIF", "CLIF", "PSN", "TEBN", "OSR", "BlockALIF"]
+    for cell in GEN1:
+        args = cli.parse(train.build_parser(), record.train_args(cell, str(tmp_path)))
+        assert args.lr == (1e-4 if cell.column in ("CLIF", "OSR") else 1e-3) == train.survey_lr(args)  # spec §2.6
+        assert len(cell.stats) == 12 and cell.stats["AP50"] >= cell.stats["AP"]
+        backbone = cli.parse(pretrain.build_parser(), record.train_args(record.dependency(cell), str(tmp_path)))
+        assert (backbone.neuron, backbone.norm) == (args.neuron, args.norm)
+        assert args.backbone_ckpt == f"{tmp_path}/ncars/survey/{backbone.run_name}"
+    assert record.find("sfod", "TEBN").stats["AP50"] == pytest.approx(0.5213, abs=1e-4)
 
 
-@pytest.mark.parametrize("column", list(survey.GEN1))
+@pytest.mark.parametrize("column", [c.column for c in GEN1])
 def test_every_survey_variant_builds_trains_and_scores(column, tmp_path):
     """Each variant's flags (survey quirks included) through the task: loss, backward, COCO evaluator."""
-    cell = survey.GEN1[column]
-    args = cli.parse(train.build_parser(), [*survey.train_command(column)[2:], *CPU, "-T", "2",
-                                            "--out-dir", str(tmp_path)])
+    cell = record.find("sfod", column)
+    args = cli.parse(train.build_parser(), [*record.train_args(cell, str(tmp_path)), *CPU, "-T", "2"])
     torch.manual_seed(0)
     task = train.build_task(args, replace(SMALL, T=2))
     osr = [m for m in task.model.modules() if hasattr(m, "fold_next_batch")]
-    assert all(m.fold_next_batch for m in osr) and bool(osr) == (cell.norm == "osr")  # the quirk reached the norms
+    is_osr = cell.flag("--norm") == "osr"
+    assert all(m.fold_next_batch for m in osr) and bool(osr) == is_osr  # the quirk reached the norms
     x = (torch.rand(2, 2, 4, SMALL.height, SMALL.width) < 0.05).float()
     targets = [{"boxes": torch.tensor([[10.0, 20, 60, 56]]), "labels": torch.tensor([0])},
                {"boxes": torch.tensor([[80.0, 40, 110, 90]]), "labels": torch.tensor([1])}]
@@ -178,12 +182,12 @@ def test_resume_is_exact(small_root, tmp_path, capsys):
 def test_sop_of_the_final_weights(full_run):
     root, run_dir, _ = full_run
     result = train.main(["--sop", "--resume", str(run_dir), *CPU, "-b", "1", "--limit-batches", "1"])
-    saved = json.loads((run_dir / "sop.json").read_text())["survey"]
+    saved = json.loads((run_dir / "sop.json").read_text())["gen1_survey"]
     assert saved["checkpoint"] == str(run_dir / checkpoint.LATEST) and saved["n_samples"] == 1
     assert saved["sop_m_per_step"] == pytest.approx(result["sop_m_per_step"]) and result["sop_m_per_step"] > 0
     # the stem's rate is the mean of the zero-padded event counts of the first test sample (by hand from the data)
     x, _, _ = gen1.load_split(root, "test", root / "cache", gen1.Gen1Params(T=2), progress=False)[0]
-    stem = next(layer for layer in saved["per_layer"] if layer["name"] == "backbone.stem_unit")
+    stem = next(layer for layer in saved["per_layer"] if layer["name"] == "backbone.stem_unit.conv.0")
     assert stem["rate"] == pytest.approx(F.pad(x, (1, 1, 1, 1)).mean().item(), rel=1e-6)
     assert stem["ops_per_step"] == (9 * 4 * 32 + 32) * 120 * 152
 
