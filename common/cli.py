@@ -170,7 +170,8 @@ def _run_args(g) -> None:
     g.add_argument("--device", default=default_device(), help="cuda, cuda:N or cpu")
     g.add_argument("--seed", type=int, default=2020)
     g.add_argument("--deterministic", action="store_true", help="torch.use_deterministic_algorithms(True)")
-    g.add_argument("-j", "--workers", type=int, default=4, help="data loader worker processes")
+    g.add_argument("-j", "--workers", type=int, default=min(4, os.cpu_count() or 1),
+                   help="data loader worker processes (default: 4, or the number of CPUs if fewer)")
     g.add_argument("--limit-batches", type=_positive_int, default=None, metavar="K",
                    help="at most K train and K test batches per epoch (smoke runs)")
     g.add_argument("--print-freq", type=_positive_int, default=20,
@@ -389,8 +390,11 @@ def parse(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> arg
     if getattr(args, "check_config", False) and not getattr(args, "resume", None):
         raise UsageError("--check-config compares with a recorded run: give --resume RUN_DIR")
     run_dir = apply_recorded(parser, args, argv) if getattr(args, "resume", None) else None
+    if run_dir is not None and not (getattr(args, "test_only", False) or getattr(args, "sop", False)):
+        checkpoint.verify(checkpoint.find(args.resume, checkpoint.LATEST, "--resume"))  # before any data loads
     if getattr(args, "init_from", None):
         args.init_from = str(checkpoint.find(args.init_from, checkpoint.LATEST, "--init-from"))
+        checkpoint.verify(args.init_from)
     validate(args)
     quirks.check(args, getattr(parser, "task", None))
     if getattr(args, "check_config", False):

@@ -204,14 +204,34 @@ def _fit(args, task: Task, env: Env) -> dict:
     run_dir, resume = _on_main(env, lambda: resolve_run_dir(args, run_name(args, task, method)))
     if args.test_only:
         return _test_only(args, task, env, method, resume)
-    with contextlib.ExitStack() as stack:
-        _on_main(env, lambda: claim_run_dir(stack, run_dir, resume))
+    if resume is not None and _on_main(env, lambda: _finished(run_dir)):
         if env.is_main:
-            print(f"run directory: {run_dir}", flush=True)
+            print(f"run {run_dir} has already finished (summary.json); nothing to do", flush=True)
+        return json.loads((run_dir / "summary.json").read_text())
+    with contextlib.ExitStack() as stack:
+        created = _on_main(env, lambda: not run_dir.exists())
+        _on_main(env, lambda: claim_run_dir(stack, run_dir, resume))
         try:
             return _train(args, task, env, method, run_dir, resume)
         except KeyboardInterrupt as e:
             raise RunInterrupted(run_dir, 143 if isinstance(e, Terminated) else 130) from None
+        finally:
+            if created and env.is_main:
+                _remove_if_unstarted(run_dir)
+
+
+def _finished(run_dir: Path) -> bool:
+    summary = run_dir / "summary.json"
+    return summary.exists() and json.loads(summary.read_text()).get("finished", False)
+
+
+def _remove_if_unstarted(run_dir: Path) -> None:
+    """Remove a run directory this process created when the run never started (bad data, a bad --init-from): it
+    holds only the lock file, and leaving it would look like a run."""
+    if not (run_dir / rundir.ARGS_FILE).exists():
+        (run_dir / rundir.LOCK_FILE).unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # not empty: something else is in it, keep it
+            run_dir.rmdir()
 
 
 def _test_only(args, task: Task, env: Env, method: Method, resume: Path | None) -> dict:
@@ -270,6 +290,8 @@ def _train(args, task: Task, env: Env, method: Method, run_dir: Path, resume: Pa
     n_train, n_test = _limit(train_loader, args.limit_batches), _limit(test_loader, args.limit_batches)
     state = training.build_state(args, task, env, method, n_train)
     _start(args, task, env, state, run_dir, resume)
+    if env.is_main:
+        print(f"run directory: {run_dir}", flush=True)
     log = RunLog(run_dir, state.epoch, enabled=env.is_main)
     stop = min(args.epochs, args.stop_after or args.epochs)
     started, last = time.perf_counter(), {}

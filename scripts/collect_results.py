@@ -264,7 +264,8 @@ def gather(paths: list[Path]) -> Inputs:
             files.append(path)
             continue
         if not path.is_dir():
-            raise SystemExit(f"collect_results: no such file or directory: {path}")
+            print(f"collect_results: error: no such file or directory: {path}", file=sys.stderr)
+            raise SystemExit(2)
         seen = {r.path.resolve() for r in found.runs}
         found.runs += [Run.read(a.parent) for a in sorted(path.rglob("args.json")) if a.parent.resolve() not in seen]
         files += [c for c in sorted(path.rglob("*.csv")) if not (c.parent / "args.json").exists()]

@@ -38,9 +38,9 @@ from common.norm import build_norm
 from common.runlog import read_metrics
 from common.task import Task, mean_over_time
 
-SETTINGS = ("epochs", "T", "channels", "lr", "batch_size", "seed")  # with the surrogate: one CSV row
+SETTINGS = ("epochs", "T", "channels", "lr", "batch_size", "seed", "backend")  # with the surrogate: one CSV row
 COLUMNS = ("surrogate", "alpha", "best_test_acc", "best_epoch", "epochs", "seconds", "T", "channels", "lr",
-           "batch_size", "seed")
+           "batch_size", "seed", "backend")
 
 
 def digits_datasets(seed: int = 0, test_fraction: float = 0.25) -> tuple[TensorDataset, TensorDataset]:
@@ -118,7 +118,8 @@ def train_one(opts, sg: str) -> dict:
           flush=True)
     return {"surrogate": sg, "alpha": alpha, "best_test_acc": summary["best_test_acc"],
             "best_epoch": summary["best_epoch"], "epochs": summary["epochs"], "seconds": round(seconds, 1),
-            "T": opts.T, "channels": opts.channels, "lr": opts.lr, "batch_size": opts.batch_size, "seed": opts.seed}
+            "T": opts.T, "channels": opts.channels, "lr": opts.lr, "batch_size": opts.batch_size, "seed": opts.seed,
+            "backend": opts.backend}
 
 
 def _key(row: dict) -> tuple[str, ...]:

@@ -101,6 +101,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     args.mode = [m for m in args.mode.split(",") if m]
     if set(args.mode) - {"train", "infer"}:
         p.error(f"--mode must be train and/or infer, got {args.mode}")
+    known = set(impls.expand(["all", "survey"], args.latencies)) | {"all", "survey", "backends", "alif", "blockalif"}
+    unknown = [name for name in args.impl.split(",") if name and name not in known]
+    if unknown:
+        p.error(f"--impl: unknown {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
     args.out = args.out or default_out(args.device)
     return args
 

@@ -100,3 +100,8 @@ def test_run_prints_its_directory_and_a_closing_summary(tmp_path):
     assert out[0] == f"run directory: {tmp_path / 'r'}"
     assert [line.split()[1] for line in out if line.startswith("epoch ")] == ["1/2", "2/2"]
     assert out[-1].startswith("done: best test_acc") and str(tmp_path / "r") in out[-1]
+    again = subprocess.run([sys.executable, str(SCRIPT), "train", "--resume", str(tmp_path / "r")],
+                           capture_output=True, text=True, timeout=120, cwd=ROOT)
+    # a finished run: said so, nothing loaded or written
+    assert again.returncode == 0 and again.stdout.strip() == f"run {tmp_path / 'r'} has already finished " \
+        "(summary.json); nothing to do"

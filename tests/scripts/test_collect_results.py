@@ -178,13 +178,14 @@ def test_speed_table_against_survey(tables):
     assert "| train | 512 | 4 | 2 / 3.051 | 0.5 / 0.7237 (×4.00 / ×4.22) |" in (out / "speed.md").read_text()
 
 
-def test_tables_md_and_cli(tables, tmp_path):
+def test_tables_md_and_cli(tables, tmp_path, capsys):
     out, _ = tables
     text = (out / "tables.md").read_text()
     assert "### Test accuracy (%), best epoch" in text and "![Test accuracy (%), best epoch](accuracy.png)" in text
     assert "| `if_running` | cf10 | IF | atan | **incomplete** | 1/3 | 50.00 |" in text
-    with pytest.raises(SystemExit, match="no such file"):
+    with pytest.raises(SystemExit) as stop:
         collect_results.main([str(tmp_path / "missing"), "--out", str(tmp_path / "o")])
+    assert stop.value.code == 2 and "no such file or directory" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("task, flags, column", [

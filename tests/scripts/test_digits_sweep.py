@@ -52,6 +52,9 @@ def test_merge_reuse_message_and_one_meaning_of_seconds(tmp_path, capsys):
     digits_sweep.main(["--sg", "atan", *base[:-2], "--T", "2", "--out", str(tmp_path)])  # other settings: new row
     rows = _csv(tmp_path / "digits_sweep.csv")
     assert [(r["surrogate"], r["T"]) for r in rows] == [("atan", "4"), ("sigmoid", "4"), ("atan", "2")]
+    digits_sweep.main(["--sg", "atan", *base, "--backend", "torch"])  # another backend: its own row too
+    rows = _csv(tmp_path / "digits_sweep.csv")
+    assert [(r["surrogate"], r["T"], r["backend"]) for r in rows][-1] == ("atan", "4", "torch") and len(rows) == 4
 
 
 def test_a_run_recorded_with_other_settings_is_not_reused(tmp_path):

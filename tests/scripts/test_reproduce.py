@@ -250,6 +250,9 @@ def test_slurm_array_lists_one_task_per_cell_and_seed(tmp_path):
         [("ANN", "ann", 0), ("ANN", "ann", 1), ("LIF", "lif", 0), ("LIF", "lif", 1),
          ("KD-response", "distill_response", 0), ("KD-response", "distill_response", 1)])]
     assert "#SBATCH --array=0-5" in text and "#SBATCH --requeue" in text
+    # Slurm opens the log file before the job starts and does not create folders: absolute, and made here
+    assert f"#SBATCH --output={tmp_path / 'runs' / 'slurm'}/%x_%A_%a.out" in text
+    assert (tmp_path / "runs" / "slurm").is_dir()
     _, everything = slurm(tmp_path)
     assert f"#SBATCH --array=0-{len(EXPECTED) - 1}" in everything
 

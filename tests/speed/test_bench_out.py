@@ -4,6 +4,8 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import pytest
+
 from speed import bench
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,3 +31,10 @@ def test_small_default_run_leaves_the_committed_results_alone(tmp_path, monkeypa
     assert (out / "bench.csv").exists()
     after = hashlib.sha256(committed.read_bytes()).hexdigest() if committed.exists() else None
     assert after == before
+
+
+def test_unknown_impl_is_a_usage_error_before_anything_is_written(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        bench.parse_args(["--impl", "loop,bogus", "--out", str(tmp_path / "b")])
+    assert stop.value.code == 2 and "--impl: unknown bogus" in capsys.readouterr().err
+    assert not (tmp_path / "b").exists()
