@@ -390,8 +390,9 @@ def parse(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> arg
     if getattr(args, "check_config", False) and not getattr(args, "resume", None):
         raise UsageError("--check-config compares with a recorded run: give --resume RUN_DIR")
     run_dir = apply_recorded(parser, args, argv) if getattr(args, "resume", None) else None
-    if run_dir is not None and not (getattr(args, "test_only", False) or getattr(args, "sop", False)):
-        checkpoint.verify(checkpoint.find(args.resume, checkpoint.LATEST, "--resume"))  # before any data loads
+    evaluates_or_compares = any(getattr(args, flag, False) for flag in ("test_only", "sop", "check_config"))
+    if run_dir is not None and not evaluates_or_compares:  # a damaged checkpoint is refused before data loads
+        checkpoint.verify(checkpoint.find(args.resume, checkpoint.LATEST, "--resume"))
     if getattr(args, "init_from", None):
         args.init_from = str(checkpoint.find(args.init_from, checkpoint.LATEST, "--init-from"))
         checkpoint.verify(args.init_from)

@@ -189,3 +189,16 @@ def test_init_from_starts_a_new_run_with_the_weights_and_records_them(tmp_path):
             assert torch.equal(task.model.state_dict()[name], value), name
     recorded = json.loads((run_dir_of(tmp_path / "b") / "args.json").read_text())["init_from"]
     assert recorded["checkpoint"] == str(source.resolve()) and len(recorded["sha256"]) == 64
+
+
+def test_a_damaged_checkpoint_is_refused_by_the_parser_before_any_data_loads(tmp_path):
+    from common.errors import CheckpointError
+
+    args = tiny_args(tmp_path, "--epochs", "2", "--stop-after", "1")
+    engine.fit(args, tiny_task(), engine.setup(args))
+    latest = run_dir_of(tmp_path) / "checkpoint_latest.pt"
+    data = bytearray(latest.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    latest.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="checkpoint_latest.pt"):
+        tiny_args(tmp_path, "--resume", str(run_dir_of(tmp_path)))  # cli.parse: no task, no data built yet
