@@ -70,10 +70,6 @@ class RunLog:
             writer.writeheader()
             writer.writerows(rows)
 
-    def write_args(self, args: dict) -> None:
-        if self.enabled:
-            write_json(self.run_dir / "args.json", args)
-
     def log_epoch(self, row: dict) -> None:
         """Append one row (its keys become the columns of a new file) and the matching TensorBoard scalars."""
         if not self.enabled:
