@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from common import cli
+from common import cli, rundir
 from common.runlog import METRIC_COLUMNS, RunLog
 from common.sop import write_sop_json
 
@@ -29,7 +29,7 @@ def write_run(root: Path, name: str, accs: list[float], *, task="cf10", flags=()
     args = {**vars(cli.base_parser("test").parse_args(argv)), "task": task, "argv": ["train.py", *argv]}
     run_dir = root / name
     log = RunLog(run_dir)
-    log.write_args(json.loads(json.dumps(args, default=str)))
+    rundir.write_args_once(run_dir, json.loads(json.dumps(args, default=str)))
     for epoch, acc in enumerate(accs):
         log.log_epoch({**dict.fromkeys(METRIC_COLUMNS, 1.0), "epoch": epoch, "test_acc": acc, "train_acc": acc,
                        "train_samples_per_s": speed[0] + epoch, "test_samples_per_s": speed[1] + epoch,
@@ -314,7 +314,7 @@ def write_detection_run(root: Path, task: str, name: str, argv: list[str], epoch
     args = cli.parse(importlib.import_module(script).build_parser(), argv)
     run_dir = root / name
     log = RunLog(run_dir)
-    log.write_args(json.loads(json.dumps({**vars(args), "task": task, "argv": argv}, default=str)))
+    rundir.write_args_once(run_dir, json.loads(json.dumps({**vars(args), "task": task, "argv": argv}, default=str)))
     for epoch in range(epochs):
         log.log_epoch({"epoch": epoch, "train_loss": 1.0 / (epoch + 1), "test_AP": 0.1, "test_AP50": 0.2})
     log.close()
