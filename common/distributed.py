@@ -51,6 +51,13 @@ def is_main() -> bool:
     return not active() or dist.get_rank() == 0
 
 
+def reduction_device() -> torch.device:
+    """Where a tensor must live to be all-reduced: the current CUDA device under NCCL, else the CPU."""
+    if active() and dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
 def barrier() -> None:
     if active():
         dist.barrier()

@@ -33,21 +33,18 @@ class Top1:
     best_metric = "acc"
 
     def __init__(self):
-        self.correct = self.total = None
+        self.correct: torch.Tensor | None = None  # summed on the device: no host synchronisation per batch
+        self.total = 0
 
     def update(self, outputs: torch.Tensor, targets: torch.Tensor, extras: dict | None = None) -> None:
         labels = targets.argmax(-1) if targets.ndim > 1 else targets
-        correct = (outputs.argmax(-1) == labels).sum().to(torch.float64)
-        total = torch.tensor(float(targets.shape[0]), dtype=torch.float64, device=correct.device)
-        # summed on the device: no host synchronisation per batch
+        correct = (outputs.argmax(-1) == labels).sum(dtype=torch.float64)
         self.correct = correct if self.correct is None else self.correct + correct
-        self.total = total if self.total is None else self.total + total
+        self.total += targets.shape[0]
 
     def compute(self) -> dict[str, float]:
-        if self.correct is None:
-            local = torch.zeros(2, dtype=torch.float64)
-            local = local.cuda() if distributed.active() and torch.cuda.is_available() else local
-        else:
-            local = torch.stack([self.correct, self.total])
-        correct, total = distributed.all_reduce(local).tolist()
+        device = self.correct.device if self.correct is not None else distributed.reduction_device()
+        correct = self.correct if self.correct is not None else torch.zeros((), dtype=torch.float64, device=device)
+        totals = torch.stack([correct, torch.tensor(float(self.total), dtype=torch.float64, device=device)])
+        correct, total = distributed.all_reduce(totals).tolist()
         return {"acc": correct / max(total, 1.0)}
