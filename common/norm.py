@@ -89,7 +89,6 @@ class OSR(MemoryModule):
         super().__init__()
         self.num_features, self.eps, self.bound = num_features, eps, bound
         self.T, self.momentum = T, 1.0 - 0.1 / T
-        self.pending = None  # (sum_mean, sum_sq, steps) awaiting the next training step (osr_fold_next_batch)
         self.gamma = nn.Parameter(torch.ones(num_features))
         self.beta = nn.Parameter(torch.zeros(num_features))
         self.register_buffer("run_mean", torch.zeros(num_features))
@@ -97,6 +96,9 @@ class OSR(MemoryModule):
         self.register_memory("sum_mean", 0.0)
         self.register_memory("sum_sq", 0.0)
         self.register_memory("steps", 0)
+        # (sum_mean, sum_sq, steps) awaiting the next training step (osr_fold_next_batch); kept across reset(). A
+        # memory so that a recomputed block (common.memory) replays the fold its forward pass did.
+        self.register_memory("pending", None)
 
     def use_quirks(self, quirks: frozenset) -> None:
         self.stats_over_T = "osr_stats_over_T" in quirks
@@ -116,22 +118,24 @@ class OSR(MemoryModule):
         self.run_var += (1.0 - self.momentum) * (var - self.run_var)
 
     def reset(self) -> None:
+        pending = self.pending
         if not self.fold_next_batch:
             self.update_running_stats()
         elif self.steps:
-            self.pending = (self.sum_mean, self.sum_sq, self.steps)
+            pending = (self.sum_mean, self.sum_sq, self.steps)
         super().reset()
+        self.pending = pending
 
     def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
         shape = (1, 1, self.num_features) + (1,) * (x_seq.dim() - 3)
         x = x_seq.to(torch.promote_types(x_seq.dtype, torch.float32))
         gamma, beta = self.gamma.view(shape), self.beta.view(shape)
+        if self.training and self.pending is not None:  # osr_fold_next_batch: the previous batch, folded only now
+            self.update_running_stats(self.pending)  # before both running statistics are read
+            self.pending = None
         run_mean, run_std = self.run_mean.view(shape), (self.run_var.view(shape) + self.eps).sqrt()
         if not self.training:
             return (gamma * (x - run_mean) / run_std + beta).to(x_seq.dtype)
-        if self.pending is not None:  # osr_fold_next_batch: the previous training batch, folded only now
-            self.update_running_stats(self.pending)
-            self.pending = None
         dims = [1, *range(3, x.dim())]
         mean, var = x.mean(dims, keepdim=True), x.var(dims, keepdim=True)
         std = (var + self.eps).sqrt()

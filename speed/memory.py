@@ -58,15 +58,18 @@ def _step(case: memory_nets.Case):
     return run
 
 
+def _memory_row(task: str, case: memory_nets.Case, batch: int, device: torch.device) -> dict:
+    """Saved bytes and peak memory of one training step of ``case``."""
+    saved = measure_once(case)
+    peak = peak_memory_mb(_step(case), device)
+    return {"task": task, "variant": case.variant, "T": case.T, "batch": batch, "channels": case.channels,
+            "saved_MiB": saved / MIB, "peak_MiB": peak}
+
+
 def measure_task(task: str, args, device: torch.device) -> list[dict]:
     """Saved bytes, peak memory and interleaved median step time of every variant of ``task``."""
     cases = memory_nets.build_cases(task, args, device, args.T)
-    rows = []
-    for case in cases:
-        saved = measure_once(case)
-        peak = peak_memory_mb(_step(case), device)
-        rows.append({"task": task, "variant": case.variant, "T": case.T, "batch": args.batch_size,
-                     "channels": case.channels, "saved_MiB": saved / MIB, "peak_MiB": peak})
+    rows = [_memory_row(task, case, args.batch_size, device) for case in cases]
     times, cpu_times = [[] for _ in cases], [[] for _ in cases]
     for _ in range(args.rounds):
         for i, case in enumerate(cases):
@@ -93,12 +96,8 @@ def sweep(args, device: torch.device) -> list[dict]:
     rows = []
     sub = argparse.Namespace(**{**vars(args), "batch_size": args.sweep_batch})
     for T in args.sweep_T:
-        for case in memory_nets.build_cases("cf10", sub, device, T):
-            saved = measure_once(case)
-            peak = peak_memory_mb(_step(case), device)
-            rows.append({"task": "cf10", "variant": case.variant, "T": T, "batch": sub.batch_size,
-                         "channels": case.channels, "saved_MiB": saved / MIB, "peak_MiB": peak})
-            del case
+        rows += [_memory_row("cf10", case, sub.batch_size, device)
+                 for case in memory_nets.build_cases("cf10", sub, device, T)]
     return rows
 
 

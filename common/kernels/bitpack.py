@@ -48,10 +48,6 @@ def _native(x: torch.Tensor):
     return _library() if x.device.type == "cpu" and x.dtype in _ONE else None
 
 
-def _threads(numel: int) -> int:
-    return max(1, min(torch.get_num_threads(), numel // cpu_native.GRAIN))
-
-
 def pack_bits(x: torch.Tensor) -> torch.Tensor:
     """``uint8 [ceil(n / 8)]``: bit ``i % 8`` of byte ``i // 8`` is ``x.flatten()[i] != 0``."""
     flat = x.contiguous().view(-1)
@@ -72,7 +68,7 @@ def unpack_bits(bits: torch.Tensor, n: int, dtype: torch.dtype) -> torch.Tensor:
     out = torch.empty(n, dtype=dtype, device=bits.device)
     lib = _native(out)
     if lib is not None:
-        lib.snn_unpack_bits(bits.data_ptr(), out.data_ptr(), n, out.element_size(), _ONE[dtype], _threads(n))
+        lib.snn_unpack_bits(bits.data_ptr(), out.data_ptr(), n, out.element_size(), _ONE[dtype], cpu_native.threads(n))
         return out
     shifts = _SHIFTS.setdefault(bits.device, torch.arange(8, dtype=torch.uint8, device=bits.device))
     return out.copy_(((bits.unsqueeze(1) >> shifts) & 1).view(-1)[:n])

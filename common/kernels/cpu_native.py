@@ -142,7 +142,8 @@ def _ptr(t: torch.Tensor | None):
     return None if t is None else t.data_ptr()
 
 
-def _threads(numel: int) -> int:
+def threads(numel: int) -> int:
+    """OpenMP threads for a call over ``numel`` elements: one per :data:`GRAIN`, at most ``torch.get_num_threads()``."""
     return max(1, min(torch.get_num_threads(), numel // GRAIN))
 
 
@@ -157,7 +158,7 @@ class CppKernels:
         name = f"snn_fwd_{DTYPES[x_seq.dtype]}_{'soft' if p.v_reset is None else 'hard'}_{store}"
         self.lib[name](
             _ptr(x_seq), _ptr(v_init), _ptr(spike_seq), _ptr(h_seq), _ptr(v_last), x_seq.shape[0], v_init.numel(),
-            p.k_v, p.k_x, p.c, p.v_threshold, p.v_reset or 0.0, _threads(x_seq.numel()))
+            p.k_v, p.k_x, p.c, p.v_threshold, p.v_reset or 0.0, threads(x_seq.numel()))
 
     def backward(self, grad_spike_seq, broadcast: bool, grad_v_last, h_seq, grad_x_seq, grad_v_init,
                  p: ChargeParams) -> None:
@@ -166,7 +167,7 @@ class CppKernels:
         self.lib[name](
             _ptr(grad_spike_seq), _ptr(grad_v_last), _ptr(h_seq), _ptr(grad_x_seq), _ptr(grad_v_init),
             h_seq.shape[0], h_seq[0].numel(), grad_spike_seq.stride(0), int(broadcast), p.k_v, p.k_x,
-            p.v_threshold, p.v_reset or 0.0, _threads(h_seq.numel()))
+            p.v_threshold, p.v_reset or 0.0, threads(h_seq.numel()))
 
 
 def cpp_multistep(x_seq: torch.Tensor, v_init: torch.Tensor, p: ChargeParams, surrogate):

@@ -59,11 +59,7 @@ class FusedMultiStep(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_spike_seq, grad_v_last):
-        (h_seq,) = ctx.saved_tensors
-        if grad_v_last is None:
-            grad_v_last = torch.zeros_like(h_seq[0])
-        if grad_spike_seq is None:
-            grad_spike_seq = torch.zeros_like(h_seq)
+        (h_seq,) = ctx.saved_tensors  # an unused output's gradient arrives zero-filled (materialize_grads default)
         grad_x_seq, grad_v_init = backward_loop(grad_spike_seq, grad_v_last, h_seq, ctx.p, ctx.surrogate)
         return grad_x_seq, grad_v_init, None, None
 

@@ -12,7 +12,7 @@ import contextlib
 
 import torch
 
-from common.memory.spikes import ACTIVE_METER, Packed
+from common.memory.spikes import ACTIVE_METER, Packed, installed
 
 
 class SavedBytes:
@@ -46,10 +46,5 @@ class SavedBytes:
 @contextlib.contextmanager
 def count_saved():
     """``with count_saved() as meter: loss = model(x)...`` -> ``meter.total`` bytes saved for backward."""
-    meter = SavedBytes()
-    token = ACTIVE_METER.set(meter)
-    try:
-        with torch.autograd.graph.saved_tensors_hooks(meter.pack, meter.unpack):
-            yield meter
-    finally:
-        ACTIVE_METER.reset(token)
+    with installed(ACTIVE_METER, SavedBytes()) as meter:
+        yield meter

@@ -36,15 +36,18 @@ class Packed:
     @classmethod
     def of(cls, t: torch.Tensor, mode: str) -> Packed:
         channels_last = t.dim() == 4 and not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last)
-        flat = t.contiguous().view(-1)
+        # a channels_last tensor is packed in its memory order (NHWC), so neither pack nor unpack copies it
+        flat = (t.permute(0, 2, 3, 1) if channels_last else t.contiguous()).reshape(-1)
         data = pack_bits(flat) if mode == "bits" else flat != 0
         return cls(data, t.shape, t.dtype, channels_last)
 
     def unpack(self) -> torch.Tensor:
         n = self.shape.numel()
         flat = unpack_bits(self.data, n, self.dtype) if self.data.dtype == torch.uint8 else self.data.to(self.dtype)
-        out = flat.view(self.shape)
-        return out.contiguous(memory_format=torch.channels_last) if self.channels_last else out
+        if not self.channels_last:
+            return flat.view(self.shape)
+        N, C, H, W = self.shape
+        return flat.view(N, H, W, C).permute(0, 3, 1, 2)
 
     @property
     def nbytes(self) -> int:
@@ -93,16 +96,22 @@ def mark_output(module, inputs, output) -> None:
 
 
 @contextlib.contextmanager
+def installed(var: contextvars.ContextVar, hooks):
+    """Set ``var`` to ``hooks`` and install ``hooks.pack`` / ``hooks.unpack`` as saved-tensor hooks while active."""
+    token = var.set(hooks)
+    try:
+        with torch.autograd.graph.saved_tensors_hooks(hooks.pack, hooks.unpack):
+            yield hooks
+    finally:
+        var.reset(token)
+
+
+@contextlib.contextmanager
 def spike_scope(mode: str):
     """Mark neuron outputs and save them for backward compressed (``mode``: ``bits`` / ``bool``) in this block.
     Nested scopes reuse the outer one."""
     if _SCOPE.get() is not None:
         yield _SCOPE.get()
         return
-    scope = SpikeScope(mode)
-    token = _SCOPE.set(scope)
-    try:
-        with torch.autograd.graph.saved_tensors_hooks(scope.pack, scope.unpack):
-            yield scope
-    finally:
-        _SCOPE.reset(token)
+    with installed(_SCOPE, SpikeScope(mode)) as scope:
+        yield scope

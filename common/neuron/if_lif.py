@@ -28,7 +28,7 @@ class BaseIFNode(MemoryModule):
 
     def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
         v_init = self.state_like("v", x_seq[0])
-        spike_seq, self.v = kernels.multistep("lif", self.backend, x_seq.contiguous(), (v_init,),
+        spike_seq, self.v = kernels.multistep("lif", self.backend, x_seq, (v_init,),
                                               self.charge_params(), self.surrogate)
         return spike_seq
 

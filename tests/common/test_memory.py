@@ -79,6 +79,17 @@ def test_lif_backends_match_plain_autograd(backend):
         assert_bit_equal(train_steps(memory.apply(copy.deepcopy(net), plan)), ref)
 
 
+def test_osr_fold_next_batch_quirk_matches_plain_autograd():
+    """The recomputation replays the fold of the previous batch's statistics that the forward pass did."""
+    net = conv_net("lif", "osr")
+    for module in net.modules():
+        if hasattr(module, "use_quirks"):
+            module.use_quirks(frozenset({"osr_fold_next_batch"}))
+    ref = train_steps(copy.deepcopy(net), steps=3)
+    for plan in PLANS.values():
+        assert_bit_equal(train_steps(memory.apply(copy.deepcopy(net), plan), steps=3), ref)
+
+
 @pytest.mark.parametrize("neuron, norm", [("online_lif", "osr"), ("lif", "bn"), ("sliding_psn", "osr")])
 def test_step_by_step_training_matches(neuron, norm):
     """The online rule: one step per call, backward per step, state detached in between (state carried across)."""

@@ -101,3 +101,22 @@ def test_osr_fold_timing_quirk_leaves_the_last_training_batch_out_of_evaluation(
     run_batches(late, batches[2:])  # the next training batch folds the pending one first
     np.testing.assert_allclose(late.run_mean.numpy(), np_osr_stats(batches[:2], None, 1 - 0.1 / T)[0], rtol=1e-12)
     np.testing.assert_allclose(late.run_var.numpy(), np_osr_stats(batches[:2], None, 1 - 0.1 / T)[1], rtol=1e-12)
+
+
+def test_osr_fold_next_batch_uses_both_folded_statistics_on_the_next_batch():
+    """The batch that folds the previous one's statistics normalises with the folded mean AND variance (NumPy)."""
+    torch.manual_seed(0)
+    osr = OSR(3, T=2, dim=1).train()
+    osr.use_quirks(frozenset({"osr_fold_next_batch"}))
+    x1, x2 = torch.randn(2, 5, 3) * 2 + 1, torch.randn(2, 5, 3)
+    osr(x1)
+    osr.reset()
+    y2 = osr(x2).detach().numpy()
+    a, b, eps, m = x1.numpy().astype(np.float64), x2.numpy().astype(np.float64), 1e-5, 1 - 0.1 / 2
+    mu1, var1 = a.mean(1), a.var(1, ddof=1)  # per step [T, C]
+    mean, var = mu1.mean(0), (var1 + mu1 ** 2).mean(0) - mu1.mean(0) ** 2
+    run_mean, run_var = (1 - m) * mean, 1 + (1 - m) * (var - 1)
+    mu2, std2 = b.mean(1, keepdims=True), np.sqrt(b.var(1, ddof=1, keepdims=True) + eps)
+    r = np.clip(std2 / np.sqrt(run_var + eps), 1 / 5, 5)
+    d = (mu2 - run_mean) * r / std2
+    np.testing.assert_allclose(y2, (b - mu2) / std2 * r + d, rtol=1e-5, atol=1e-6)
