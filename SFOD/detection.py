@@ -56,18 +56,23 @@ class SSDLoss(_Anchored):
     def __call__(self, outputs, targets: list[dict]) -> torch.Tensor:
         cls_logits, bbox_regression = (o.float() for o in outputs)
         anchors = self.anchors_on(cls_logits.device)
-        box_loss, cls_loss, positives = cls_logits.new_zeros(()), cls_logits.new_zeros(()), 0
-        for logits, regression, target in zip(cls_logits, bbox_regression, targets):
-            matched = self.match(target["boxes"].float(), anchors)
-            fg = torch.where(matched >= 0)[0]
-            positives += fg.numel()
-            gt = target["boxes"].float()[matched[fg]]
-            box_loss = box_loss + F.smooth_l1_loss(regression[fg], self.coder.encode_single(gt, anchors[fg]),
-                                                   reduction="sum", beta=1.0)
-            onehot = torch.zeros_like(logits)
-            onehot[fg, target["labels"][matched[fg]]] = 1.0
-            cls_loss = cls_loss + sigmoid_focal_loss(logits, onehot, self.alpha, self.gamma, reduction="sum")
-        box_loss, cls_loss = box_loss / max(1, positives), cls_loss / max(1, positives)
+        n, a, k = cls_logits.shape
+        # matching is per image (its own GT count); everything after it runs on the whole batch at once, with the
+        # GT of every image concatenated (plus one filler row for the background anchors) and no host sync
+        matched = torch.stack([self.match(t["boxes"].float(), anchors) for t in targets])  # [N, A]
+        fg = matched >= 0
+        counts = [len(t["boxes"]) for t in targets]
+        first = torch.tensor([0, *counts[:-1]], device=matched.device).cumsum(0)[:, None]
+        gt_index = torch.where(fg, matched + first, sum(counts))
+        boxes = torch.cat([*(t["boxes"].float() for t in targets), anchors.new_zeros(1, 4)])[gt_index]
+        labels = torch.cat([*(t["labels"] for t in targets), gt_index.new_zeros(1)])[gt_index]
+        boxes = torch.where(fg[..., None], boxes, anchors)  # background: its own anchor, a finite (zero) encoding
+        regression_target = self.coder.encode_single(boxes.view(-1, 4), anchors.repeat(n, 1)).view(n, a, 4)
+        box_loss = F.smooth_l1_loss(bbox_regression, regression_target, reduction="none", beta=1.0).sum(-1)
+        onehot = F.one_hot(labels, k).to(cls_logits.dtype) * fg[..., None]
+        cls_loss = sigmoid_focal_loss(cls_logits, onehot, self.alpha, self.gamma, reduction="sum")
+        positives = fg.sum().clamp(min=1)
+        box_loss, cls_loss = torch.where(fg, box_loss, 0.0).sum() / positives, cls_loss / positives
         self.last = {"loss_bbox": box_loss.detach(), "loss_classif": cls_loss.detach()}
         return box_loss + cls_loss
 
@@ -84,19 +89,19 @@ class PostProcess(_Anchored):
     def __call__(self, outputs, extras: dict | None = None) -> list[dict[str, torch.Tensor]]:
         cls_logits, bbox_regression = (o.float() for o in outputs)
         anchors = self.anchors_on(cls_logits.device)
-        return [self.one_image(logits, regression, anchors) for logits, regression in zip(cls_logits, bbox_regression)]
+        n, a, k = cls_logits.shape
+        boxes = self.coder.decode_single(bbox_regression.reshape(-1, 4), anchors.repeat(n, 1))
+        boxes = clip_boxes_to_image(boxes, self.image_size).view(n, a, 4)
+        # per image and class the top-k anchors; those above the threshold are the candidates (= top-k of those
+        # above the threshold)
+        scores, index = cls_logits.sigmoid().topk(min(self.topk, a), dim=1)  # [N, topk, K]
+        labels = torch.arange(k, device=index.device).expand_as(index[0])
+        return [self.nms(b, s, i, labels) for b, s, i in zip(boxes, scores, index)]
 
-    def one_image(self, logits, regression, anchors) -> dict[str, torch.Tensor]:
-        boxes = clip_boxes_to_image(self.coder.decode_single(regression, anchors), self.image_size)
-        kept_boxes, kept_scores, kept_labels = [], [], []
-        for label in range(logits.shape[-1]):
-            score = torch.sigmoid(logits[:, label])
-            keep = torch.where(score > self.score_thresh)[0]
-            score, order = score[keep].topk(min(self.topk, keep.numel()))
-            kept_boxes.append(boxes[keep[order]])
-            kept_scores.append(score)
-            kept_labels.append(torch.full_like(order, label))
-        boxes, scores, labels = torch.cat(kept_boxes), torch.cat(kept_scores), torch.cat(kept_labels)
+    def nms(self, boxes, scores, index, labels) -> dict[str, torch.Tensor]:
+        """One image: ``boxes [A, 4]``, per-class top-k ``scores`` / anchor ``index`` / ``labels`` ``[topk, K]``."""
+        keep = scores > self.score_thresh
+        boxes, scores, labels = boxes[index[keep]], scores[keep], labels[keep]
         keep = batched_nms(boxes, scores, labels, self.nms_thresh)[:self.per_img]
         return {"boxes": boxes[keep], "scores": scores[keep], "labels": labels[keep]}
 

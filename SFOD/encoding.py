@@ -14,6 +14,8 @@ micro-bin, only channels 0 (negative) and 1 (positive) are used -- the survey's 
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 
@@ -21,6 +23,18 @@ def check_params(T: int, tbin: int, window_us: int) -> None:
     if T < 1 or tbin < 1 or window_us < 1 or window_us % (T * tbin):
         raise ValueError(f"need T, tbin >= 1 and a window divisible by T*tbin, got T={T}, tbin={tbin}, "
                          f"window={window_us} µs")
+
+
+@dataclass(frozen=True)
+class WindowParams:
+    """The encoding of one window: ``T`` steps of ``tbin`` micro-bins over ``window_us`` (checked on creation)."""
+
+    T: int = 5
+    tbin: int = 2
+    window_us: int = 100_000
+
+    def __post_init__(self):
+        check_params(self.T, self.tbin, self.window_us)
 
 
 def cell_index(events: np.ndarray, T: int, tbin: int, window_us: int, height: int, width: int) -> np.ndarray:

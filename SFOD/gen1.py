@@ -30,6 +30,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.data import Dataset
+from torchvision import tv_tensors
+from torchvision.transforms.v2 import functional as TF
 from tqdm import tqdm
 
 from common.errors import DataError
@@ -42,21 +44,11 @@ CACHE_VERSION = 1
 
 
 @dataclass(frozen=True)
-class Gen1Params:
+class Gen1Params(encoding.WindowParams):
     """Sample construction parameters; every one of them is part of the cache key."""
 
-    T: int = 5
-    tbin: int = 2
-    window_us: int = 100_000
     height: int = 240
     width: int = 304
-
-    def __post_init__(self):
-        encoding.check_params(self.T, self.tbin, self.window_us)
-
-    @property
-    def channels(self) -> int:
-        return 2 * self.tbin
 
     def tag(self) -> str:
         return f"T{self.T}_tbin{self.tbin}_w{self.window_us}us_{self.height}x{self.width}_v{CACHE_VERSION}"
@@ -275,8 +267,7 @@ def collate(batch):
 
 def hflip_target(target: dict, width: int) -> dict:
     """Mirror ``xyxy`` boxes: ``x1' = W - x2``, ``x2' = W - x1``."""
-    boxes = target["boxes"]
-    flipped = torch.stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], dim=1)
+    flipped = TF.horizontal_flip_bounding_boxes(target["boxes"], tv_tensors.BoundingBoxFormat.XYXY, (0, width))
     return {**target, "boxes": flipped}
 
 

@@ -229,10 +229,9 @@ class NCarsClassifier(nn.Module):
         return self.classifier(self.backbone(x_seq)[-1]).flatten(3).sum(-1)
 
 
-def rate_mse_loss(out_seq_or_rate: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """The pre-training loss: ``MSE(mean_t out[t], one_hot(label))`` (``out`` = spike counts summed over space);
-    accepts ``[T, N, K]`` or an already averaged ``[N, K]``."""
-    rate = out_seq_or_rate.mean(0) if out_seq_or_rate.dim() == 3 else out_seq_or_rate
+def rate_mse_loss(rate: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The pre-training loss ``MSE(rate, one_hot(label))`` on the decoded ``rate = mean_t out[t]`` ``[N, K]``
+    (``out`` = spike counts summed over space; the task decodes with ``common.task.mean_over_time``)."""
     target = nn.functional.one_hot(labels, rate.shape[-1]).to(rate.dtype)
     return nn.functional.mse_loss(rate, target)
 

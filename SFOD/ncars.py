@@ -24,10 +24,7 @@ SPLITS = ("train", "test")
 
 
 @dataclass(frozen=True)
-class NCarsParams:
-    T: int = 5
-    tbin: int = 2
-    window_us: int = 100_000
+class NCarsParams(encoding.WindowParams):
     size: int = 64
 
 
@@ -49,7 +46,6 @@ class NCarsDataset(Dataset):
     """Item ``i`` -> (counts float32 ``[T, 2 tbin, size, size]``, label)."""
 
     def __init__(self, root, split: str, params: NCarsParams = NCarsParams()):
-        encoding.check_params(params.T, params.tbin, params.window_us)
         self.files, self.classes = find_files(root, split)
         self.params = params
         for path, _ in self.files:

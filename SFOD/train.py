@@ -82,7 +82,7 @@ def load_backbone(model, path) -> dict:
     """Load the backbone of a pre-training checkpoint into ``model`` (non-strict); returns what was done."""
     source = checkpoint.find(path, checkpoint.BEST, "--backbone-ckpt")
     state = checkpoint.load(source, map_location="cpu")
-    keep, dropped = backbone_state(state["ema"]["model"] if "ema" in state else state["model"], model)
+    keep, dropped = backbone_state(checkpoint.model_weights(state), model)
     if not keep:
         raise UsageError(f"--backbone-ckpt {source}: holds no backbone weights that fit this model "
                          f"(a run of task '{state.get('task')}')")

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from cf10 import model as cf10_model
 from common import cifar10, cli, engine, methods, sop
 from common.data import add_augment_args, mix_collate
-from common.task import Task, identity, keep_outputs, mean_over_time
+from common.task import Task, identity, keep_outputs, mean_over_time, repeat_over_time
 
 
 def build_parser():
@@ -27,11 +27,6 @@ def build_parser():
     cifar10.add_args(p)
     sop.add_args(p)
     return p
-
-
-def repeat_over_time(x, T: int):
-    """Direct encoding ``x_seq[t] = x``: ``[N, ...] -> [T, N, ...]``."""
-    return x.unsqueeze(0).repeat(T, *([1] * x.dim()))
 
 
 def build_task(args) -> Task:

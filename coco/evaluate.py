@@ -38,7 +38,7 @@ def load_weights(task, path: Path, device: torch.device, fp16: bool = False) -> 
     """A fresh model of ``task`` on ``device`` with the checkpoint's EMA weights (its raw weights without EMA),
     in eval mode; ``fp16``: every float tensor rounded through fp16."""
     state = checkpoint.load(path, map_location=device)
-    weights = state["ema"]["model"] if "ema" in state else state["model"]
+    weights = checkpoint.model_weights(state)
     if fp16:
         weights = {k: v.half().to(v.dtype) if v.is_floating_point() else v for k, v in weights.items()}
     model = task.build_model(task.model_kind).to(device)

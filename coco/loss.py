@@ -40,13 +40,13 @@ class LossGains:
 
 def targets_to_rows(targets: Sequence[dict], device) -> torch.Tensor:
     """``[M, 6]`` rows ``(image index, class, cx, cy, w, h)`` in pixels."""
-    rows = []
-    for i, t in enumerate(targets):
-        boxes = t["boxes"].to(device=device, dtype=torch.float32).reshape(-1, 4)
-        idx = torch.full((boxes.shape[0], 1), float(i), device=device)
-        cls = t["labels"].to(device=device, dtype=torch.float32).reshape(-1, 1)
-        rows.append(torch.cat([idx, cls, box_convert(boxes, "xyxy", "cxcywh")], 1))
-    return torch.cat(rows) if rows else torch.zeros((0, 6), device=device)
+    if not targets:
+        return torch.zeros((0, 6), device=device)
+    boxes = torch.cat([t["boxes"].reshape(-1, 4) for t in targets]).to(device=device, dtype=torch.float32)
+    labels = torch.cat([t["labels"].reshape(-1) for t in targets]).to(device=device, dtype=torch.float32)
+    counts = torch.tensor([t["labels"].numel() for t in targets], device=device)
+    image = torch.repeat_interleave(torch.arange(len(targets), device=device, dtype=torch.float32), counts)
+    return torch.cat([image[:, None], labels[:, None], box_convert(boxes, "xyxy", "cxcywh")], 1)
 
 
 def assign(shape: tuple[int, ...], rows: torch.Tensor, anchors: torch.Tensor, stride: float, anchor_t: float):

@@ -184,11 +184,6 @@ def build_model(cfg: NeuronConfig, norm: str, T: int = 5, nc: int = 80, img_size
                        lambda c, scale: init_norm_scale(build_norm(norm, c, T, 2), scale), nc, img_size)
 
 
-def repeat_over_time(x: torch.Tensor, T: int) -> torch.Tensor:
-    """Direct encoding ``x_seq[t] = x``: ``[N, 3, H, W] -> [T, N, 3, H, W]``."""
-    return x.unsqueeze(0).expand(T, *x.shape)
-
-
-def mean_over_time(out_seq: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-    """Per level ``[T, N, na, H, W, no] -> [N, na, H, W, no]`` (mean over the time steps)."""
+def mean_over_time(out_seq: Sequence[torch.Tensor], extras: dict | None = None) -> list[torch.Tensor]:
+    """The task's decoder: per level ``[T, N, na, H, W, no] -> [N, na, H, W, no]`` (mean over the time steps)."""
     return [y.mean(0) for y in out_seq]

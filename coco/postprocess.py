@@ -57,12 +57,12 @@ def nms(pred: torch.Tensor, conf: float = CONF_THRES, iou: float = IOU_VAL, max_
 
 def scale_boxes(boxes: torch.Tensor, ratio, pad: Sequence[float], orig_shape: Sequence[float]) -> torch.Tensor:
     """Network-input pixels -> original-image pixels: ``x0 = (x - pad_w) / ratio_x``, ``y0 = (y - pad_h) / ratio_y``
-    (``ratio`` a number or ``(ratio_x, ratio_y)``), clipped to the ``(h0, w0)`` image. Returns a new tensor."""
-    rx, ry = (float(r) for r in ratio) if isinstance(ratio, (Sequence, torch.Tensor)) else (ratio, ratio)
-    out = boxes.clone().float()
-    out[:, [0, 2]] = ((out[:, [0, 2]] - float(pad[0])) / rx).clamp(0, float(orig_shape[1]))
-    out[:, [1, 3]] = ((out[:, [1, 3]] - float(pad[1])) / ry).clamp(0, float(orig_shape[0]))
-    return out
+    (``ratio`` a number or ``(ratio_x, ratio_y)``), clipped to the ``(h0, w0)`` image. Returns a new tensor (fp32;
+    the factors may be tensors on any device: no host synchronisation)."""
+    boxes = boxes.float()
+    as_xy = lambda v: torch.as_tensor(v, dtype=boxes.dtype, device=boxes.device).expand(2).repeat(2)  # noqa: E731
+    size_xy = as_xy(orig_shape).flip(0)  # (h0, w0, h0, w0) -> (w0, h0, w0, h0)
+    return ((boxes - as_xy(pad)) / as_xy(ratio)).clamp(min=0).minimum(size_xy)
 
 
 def detections(outputs: Sequence[torch.Tensor], extras: dict, anchors: torch.Tensor, strides: Sequence[float],

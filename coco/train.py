@@ -27,7 +27,7 @@ from common import cli, engine, methods, quirks, sop
 from common.coco_eval import STAT_KEYS
 from common.errors import UsageError
 from common.neuron import NeuronConfig
-from common.task import Task
+from common.task import Task, repeat_over_time
 
 DESCRIPTION = ("Train the survey's EMS-ResNet10 spiking YOLO on COCO 2017 (ultralytics coco2017labels layout under "
                "--data-dir) and score checkpoint_best.pt with pycocotools.")
@@ -111,11 +111,6 @@ def load_data(args) -> tuple[data.COCODetection | None, data.COCODetection]:
     return None if args.sop else _dataset(args, args.train_list, True), _dataset(args, args.val_list, False)
 
 
-def decode(out_seq, extras=None) -> list[torch.Tensor]:
-    """Per level ``[T, N, na, H, W, no] -> [N, na, H, W, no]`` (mean over time)."""
-    return M.mean_over_time(out_seq)
-
-
 def process_summed_loss(loss: YoloLoss, n_processes: int, outputs, targets) -> torch.Tensor:
     """YOLOv5's training loss under DDP: ``ComputeLoss x world size``, so that DDP's gradient average over the
     processes equals the gradient of one process holding the whole global batch."""
@@ -134,7 +129,7 @@ def build_task(args, n_processes: int = 1) -> Task:
         name="coco", build_model=partial(build_model, args), build_data=partial(load_data, args),
         model_kind=methods.get(args.method).model_kind, train_loss=partial(process_summed_loss, loss, n_processes),
         test_loss=loss,
-        encode=partial(M.repeat_over_time, T=args.T), decode=decode,
+        encode=partial(repeat_over_time, T=args.T), decode=M.mean_over_time,
         make_evaluator=partial(metrics.YoloAP, anchors, M.STRIDES, placeholders=STAT_KEYS), score_train=False,
         train_collate=data.collate, test_collate=data.collate, drop_last=False,
         param_groups=partial(param_groups, weight_decay=weight_decay, survey=quirks.on(args, "frozen_tebn_p")),

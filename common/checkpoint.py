@@ -29,7 +29,7 @@ from common.errors import CheckpointError, StorageError, UsageError
 FORMAT = "snn-checkpoint-v2"
 LATEST, PREVIOUS, BEST = "checkpoint_latest.pt", "checkpoint_previous.pt", "checkpoint_best.pt"
 
-__all__ = ["BEST", "LATEST", "PREVIOUS", "CheckpointError", "find", "load", "rng_state", "save_atomic",
+__all__ = ["BEST", "LATEST", "PREVIOUS", "CheckpointError", "find", "load", "model_weights", "rng_state", "save_atomic",
            "save_run_checkpoint", "set_rng_state", "verify"]
 
 
@@ -184,6 +184,11 @@ def load(path: str | Path, map_location="cpu") -> dict:
         return torch.load(io.BytesIO(obj["payload"].numpy().tobytes()), map_location=map_location, weights_only=True)
     except Exception:  # the hash matched, so the payload was saved like this: objects weights_only refuses
         raise _fail(path, "holds objects that cannot be loaded safely (weights only)") from None
+
+
+def model_weights(state: dict) -> dict:
+    """The weights a loaded checkpoint is evaluated with: its EMA weights when it has them, else the raw ones."""
+    return state["ema"]["model"] if "ema" in state else state["model"]
 
 
 def find(path: str | Path, in_run_dir: str, flag: str) -> Path:

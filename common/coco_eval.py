@@ -77,21 +77,28 @@ class COCOEvaluator:
         self.images = []
         if self.coco_gt is None:
             coco_gt, image_ids = self._gt_from_targets(images), list(range(1, len(images) + 1))
-            cat_of = lambda label: int(label) + 1  # noqa: E731
+            category_of = np.arange(1, self._num_labels(images) + 1)  # label + 1
         else:
             coco_gt, image_ids = self.coco_gt, [image_id for image_id, _, _ in images]
-            cat_of = lambda label: int(self.category_ids[int(label)])  # noqa: E731
-        results = [[image_id, *box, score, cat_of(label)]
-                   for image_id, (_, det, _) in zip(image_ids, images)
-                   for box, score, label in zip(_xywh(det["boxes"]).tolist(), det["scores"].tolist(), det["labels"])]
-        if not results:
+            category_of = np.asarray(self.category_ids)
+        # one [D, 7] block per image: image id, x, y, w, h, score, category
+        results = np.concatenate([np.zeros((0, 7))] + [
+            np.column_stack([np.full(len(det["scores"]), image_id), _xywh(det["boxes"]), det["scores"],
+                             category_of[det["labels"].astype(np.int64)]])
+            for image_id, (_, det, _) in zip(image_ids, images)]).astype(np.float64)
+        if not len(results):
             return dict.fromkeys(STAT_KEYS, 0.0)
-        return self._score(coco_gt, np.array(results, dtype=np.float64), sorted(set(image_ids)))
+        return self._score(coco_gt, results, sorted(set(image_ids)))
+
+    @staticmethod
+    def _num_labels(images) -> int:
+        """1 + the largest label of any detection or target (at least 1)."""
+        labels = [part["labels"] for _, d, t in images for part in (d, t) if part is not None]
+        return int(np.concatenate([np.zeros(1, np.int64), *labels]).max()) + 1
 
     def _gt_from_targets(self, images) -> COCO:
         h, w = self.image_size
-        labels = np.concatenate([np.zeros(1, np.int64)] + [part["labels"] for _, d, t in images for part in (d, t)])
-        names = self.class_names or [str(k) for k in range(int(labels.max()) + 1)]
+        names = self.class_names or [str(k) for k in range(self._num_labels(images))]
         annotations = []
         for image_id, (_, _, target) in enumerate(images, start=1):
             for box, label in zip(_xywh(target["boxes"]).tolist(), target["labels"].tolist()):

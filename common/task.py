@@ -24,6 +24,11 @@ def identity(x):
     return x
 
 
+def repeat_over_time(x: torch.Tensor, T: int) -> torch.Tensor:
+    """Direct encoding ``x_seq[t] = x``: ``[N, ...] -> [T, N, ...]`` (a read-only view: no copy per step)."""
+    return x.unsqueeze(0).expand(T, *x.shape)
+
+
 def keep_outputs(out_seq, extras: dict | None = None):
     """The default decoder: the model's output as it is."""
     return out_seq
@@ -94,4 +99,4 @@ class Task:
         return self.data[1]
 
 
-__all__ = ["Task", "identity", "keep_outputs", "mean_over_time"]
+__all__ = ["Task", "identity", "keep_outputs", "mean_over_time", "repeat_over_time"]

@@ -33,8 +33,10 @@ import json
 import statistics
 import sys
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
+from common import cli, rundir
 from common import survey as record
 from common.runlog import read_metrics
 
@@ -44,7 +46,7 @@ BOOKKEEPING = frozenset({
     "local_rank", "world_size", "dist_url", "print_freq", "teacher", "stop_after", "test_only",
     "backbone_ckpt", "backbone_init", "cache_dir",  # Gen1: the N-CARS run of the same seed, and where it was
 })
-ARG_DEFAULTS = {"neuron": "lif", "norm": "bn", "method": "bptt", "sg": "atan", "sg_alpha": None}
+ARG_DEFAULTS = {**record.DEFAULTS, "sg": "atan", "sg_alpha": None}
 
 
 # ---------------------------------------------------------------------------------------------------- reading
@@ -69,7 +71,7 @@ class Run:
         except (ValueError, TypeError, KeyError) as e:  # a row being written by a live run
             print(f"collect_results: {path / 'metrics.csv'}: {e}; its epochs are not counted", file=sys.stderr)
             metrics = []
-        return cls(path, load("args.json"), metrics, load("summary.json"), load("sop.json"))
+        return cls(path, rundir.read_args(path), metrics, load("summary.json"), load("sop.json"))
 
     def arg(self, key: str):
         return self.args.get(key, ARG_DEFAULTS.get(key))
@@ -176,8 +178,8 @@ def unique_seeds(runs: list[Run]) -> tuple[list[Run], list[Run]]:
         rank = (run.finished, run.epochs_done)
         if key not in best or rank > (best[key].finished, best[key].epochs_done):
             best[key] = run
-    kept = [r for r in runs if any(r is b for b in best.values())]
-    return kept, [r for r in runs if not any(r is b for b in best.values())]
+    kept = {id(run) for run in best.values()}
+    return [r for r in runs if id(r) in kept], [r for r in runs if id(r) not in kept]
 
 
 def _column_values(run: Run, key: str) -> list[float]:
@@ -234,11 +236,6 @@ def metric(run: Run, name: str, settings: dict) -> float | None:
     return value
 
 
-def _csv_header(path: Path) -> list[str]:
-    with open(path, newline="") as f:
-        return next(csv.reader(f), [])
-
-
 SPEED_HEADER = {"impl", "mode", "T", "N", "median_ms"}
 DIGITS_HEADER = {"surrogate", "alpha", "best_test_acc"}  # scripts/digits_sweep.py
 
@@ -250,9 +247,11 @@ class Inputs:
     digits: list[dict] = field(default_factory=list)
 
 
-def _read_csv(path: Path) -> list[dict]:
+def _read_csv(path: Path) -> tuple[set[str], list[dict]]:
+    """The header and rows of a CSV file."""
     with open(path, newline="") as f:
-        return list(csv.DictReader(f))
+        reader = csv.DictReader(f)
+        return set(reader.fieldnames or ()), list(reader)
 
 
 def gather(paths: list[Path]) -> Inputs:
@@ -270,11 +269,11 @@ def gather(paths: list[Path]) -> Inputs:
         found.runs += [Run.read(a.parent) for a in sorted(path.rglob("args.json")) if a.parent.resolve() not in seen]
         files += [c for c in sorted(path.rglob("*.csv")) if not (c.parent / "args.json").exists()]
     for path in dict.fromkeys(f.resolve() for f in files):
-        header = set(_csv_header(path))
+        header, rows = _read_csv(path)
         if SPEED_HEADER <= header:
-            found.speed.append((path, _read_csv(path)))
+            found.speed.append((path, rows))
         elif DIGITS_HEADER <= header:
-            found.digits += _read_csv(path)
+            found.digits += rows
     return found
 
 
@@ -487,9 +486,8 @@ def surrogate_rows(runs: list[Run], digits: list[dict], survey: dict, alpha_of=d
     when the digits sweep's run directories themselves were not found."""
     keyed: dict[tuple, list[Run]] = {}
     for run in unique_seeds([r for r in runs if r.finished])[0]:
-        if run.finished:
-            key = (run.task, _model_label(run, survey), run.arg("sg"), run_alpha(run, alpha_of))
-            keyed.setdefault(key, []).append(run)
+        key = (run.task, _model_label(run, survey), run.arg("sg"), run_alpha(run, alpha_of))
+        keyed.setdefault(key, []).append(run)
     rows = []
     for (task, model, sg, alpha), group in keyed.items():
         chosen = best_group(group)
@@ -567,11 +565,6 @@ def surrogate_figure(path: Path, rows: list[dict]) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------------- speed
-def _survey_ms(impl: str, mode: str, T: int, N: int) -> float | None:
-    """The survey's ms for a ``speed/bench.py`` impl (``common.survey.survey_ms``), None where it has none."""
-    return record.survey_ms(impl, mode, T, N)
-
-
 SPEED_REFERENCE = "loop"  # speedups are relative to the loop LIF, as in the survey
 
 
@@ -583,9 +576,9 @@ def speed_rows(speed: list[tuple[Path, list[dict]]]) -> list[dict]:
         ms = {(r["mode"], int(r["N"]), int(r["T"]), r["impl"]): float(r["median_ms"])
               for r in records if r.get("status", "ok") == "ok" and r["median_ms"]}
         for (mode, n, t, impl), ours in ms.items():
-            theirs = _survey_ms(impl, mode, t, n)
+            theirs = record.survey_ms(impl, mode, t, n)
             ref_ours = ms.get((mode, n, t, SPEED_REFERENCE))
-            ref_theirs = _survey_ms(SPEED_REFERENCE, mode, t, n)
+            ref_theirs = record.survey_ms(SPEED_REFERENCE, mode, t, n)
             rows.append({"csv": str(path), "mode": mode, "N": n, "T": t, "impl": impl, "ours_ms": ours,
                          "survey_ms": theirs, "ours_speedup": ref_ours / ours if ref_ours else None,
                          "survey_speedup": ref_theirs / theirs if ref_theirs and theirs else None})
@@ -686,6 +679,21 @@ def runs_csv(path: Path, runs: list[Run], survey: dict) -> None:
                              *("" if v is None else v for v in values)])
 
 
+def speed_csv(path: Path, rows: list[dict]) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, list(rows[0]))
+        writer.writeheader()
+        writer.writerows({k: "" if v is None else v for k, v in r.items()} for r in rows)
+
+
+def write_part(out: Path, name: str, title: str, markdown: str, write_csv, draw) -> str:
+    """``out/NAME.md``, ``NAME.csv`` (``write_csv(path)``) and ``NAME.png`` (``draw(path)``: whether there was
+    anything to draw); returns the markdown with its figure linked (a part of ``tables.md``)."""
+    (out / f"{name}.md").write_text(markdown)
+    write_csv(out / f"{name}.csv")
+    return markdown + (f"\n![{title}]({name}.png)\n" if draw(out / f"{name}.png") else "")
+
+
 def collect(paths: list[Path], out: Path, alpha_of=default_alpha) -> Inputs:
     survey = record.collect_spec()
     found = gather(paths)
@@ -694,25 +702,16 @@ def collect(paths: list[Path], out: Path, alpha_of=default_alpha) -> Inputs:
     parts = ["# Results vs the survey", ""]
     for name, spec in survey["tables"].items():
         tc = table_cells(spec, cells, survey)
-        md = table_markdown(spec, tc, survey)
-        (out / f"{name}.md").write_text(md)
-        table_csv(out / f"{name}.csv", tc, survey)
-        figure = table_figure(out / f"{name}.png", spec, tc, survey)
-        parts += [md + (f"\n![{spec['title']}]({name}.png)\n" if figure else "")]
+        parts.append(write_part(out, name, spec["title"], table_markdown(spec, tc, survey),
+                                partial(table_csv, cells=tc, survey=survey),
+                                partial(table_figure, spec=spec, cells=tc, survey=survey)))
     rows = surrogate_rows(found.runs, found.digits, survey, alpha_of)
-    md = surrogate_markdown(rows)
-    (out / "surrogates.md").write_text(md)
-    surrogate_csv(out / "surrogates.csv", rows)
-    parts += [md + ("\n![surrogates](surrogates.png)\n" if surrogate_figure(out / "surrogates.png", rows) else "")]
+    parts.append(write_part(out, "surrogates", "surrogates", surrogate_markdown(rows),
+                            partial(surrogate_csv, rows=rows), partial(surrogate_figure, rows=rows)))
     if found.speed:
         rows = speed_rows(found.speed)
-        md = speed_markdown(rows)
-        (out / "speed.md").write_text(md)
-        with open(out / "speed.csv", "w", newline="") as f:
-            writer = csv.DictWriter(f, list(rows[0]))
-            writer.writeheader()
-            writer.writerows({k: "" if v is None else v for k, v in r.items()} for r in rows)
-        parts.append(md + ("\n![speed](speed.png)\n" if speed_figure(out / "speed.png", rows) else ""))
+        parts.append(write_part(out, "speed", "speed", speed_markdown(rows), partial(speed_csv, rows=rows),
+                                partial(speed_figure, rows=rows)))
     runs_csv(out / "runs.csv", found.runs, survey)
     parts.append(runs_markdown(found.runs, survey))
     (out / "tables.md").write_text("\n".join(parts))
@@ -738,4 +737,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.main_guard(main)

@@ -36,11 +36,10 @@ from common.layers import MultiStep
 from common.neuron import NeuronConfig, build_neuron
 from common.norm import build_norm
 from common.runlog import read_metrics
-from common.task import Task, mean_over_time
+from common.task import Task, mean_over_time, repeat_over_time
 
 SETTINGS = ("epochs", "T", "channels", "lr", "batch_size", "seed", "backend")  # with the surrogate: one CSV row
-COLUMNS = ("surrogate", "alpha", "best_test_acc", "best_epoch", "epochs", "seconds", "T", "channels", "lr",
-           "batch_size", "seed", "backend")
+COLUMNS = ("surrogate", "alpha", "best_test_acc", "best_epoch", "epochs", "seconds", *SETTINGS[1:])
 
 
 def digits_datasets(seed: int = 0, test_fraction: float = 0.25) -> tuple[TensorDataset, TensorDataset]:
@@ -67,8 +66,8 @@ def digits_snn(args, channels: int = 16) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-def repeat_over_time(x, T: int):
-    return x.unsqueeze(0).repeat(T, *([1] * x.dim()))
+def engine_parser():
+    return cli.base_parser("digits", task="digits")
 
 
 def engine_argv(opts, sg: str) -> list[str]:
@@ -81,13 +80,13 @@ def engine_argv(opts, sg: str) -> list[str]:
 def engine_args(opts, sg: str, resume: Path | None = None):
     """The engine's parsed flags for one surrogate's run (``resume``: continue that run directory)."""
     argv = engine_argv(opts, sg) + (["--resume", str(resume)] if resume else [])
-    return cli.parse(cli.base_parser("digits", task="digits"), argv)
+    return cli.parse(engine_parser(), argv)
 
 
 def check_reusable(opts, sg: str, run_dir: Path) -> None:
     """A run directory of the same name must record this request's configuration; else one-line UsageError."""
     if (run_dir / "args.json").exists():
-        differ = cli.config_differences(cli.base_parser("digits", task="digits"), engine_argv(opts, sg), run_dir)
+        differ = cli.config_differences(engine_parser(), engine_argv(opts, sg), run_dir)
         if differ:
             raise UsageError(f"{run_dir} was trained with other settings: {'; '.join(differ)}; use another --out")
 
@@ -118,8 +117,7 @@ def train_one(opts, sg: str) -> dict:
           flush=True)
     return {"surrogate": sg, "alpha": alpha, "best_test_acc": summary["best_test_acc"],
             "best_epoch": summary["best_epoch"], "epochs": summary["epochs"], "seconds": round(seconds, 1),
-            "T": opts.T, "channels": opts.channels, "lr": opts.lr, "batch_size": opts.batch_size, "seed": opts.seed,
-            "backend": opts.backend}
+            **{key: getattr(opts, key) for key in SETTINGS[1:]}}
 
 
 def _key(row: dict) -> tuple[str, ...]:

@@ -19,7 +19,9 @@ finished.
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -39,10 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="print the command line of one cell")
     what.add_argument("--slurm", type=Path, metavar="FILE", help="write a Slurm job-array script for a selection")
     what.add_argument("--sweep-jobs", metavar="TASK", help=argparse.SUPPRESS)  # for scripts/sweep_methods.sh
-    what.add_argument("--sop-mode-of", metavar="TASK", help=argparse.SUPPRESS)  # for scripts/sweep_methods.sh
     p.add_argument("--task", default=None, help="comma list of tasks (--list, --slurm)")
     p.add_argument("--table", default=None, help=f"table: {', '.join(survey.TABLES)} (default: accuracy)")
-    p.add_argument("--columns", default=None, help="comma list of columns or run names (--slurm, --sweep-jobs)")
+    p.add_argument("--columns", default=None, help="comma list of columns or run names (--slurm)")
     p.add_argument("--seed", type=int, default=None, help="append --seed S (run directory RUN_sS)")
     p.add_argument("--seeds", default=None, help="comma list of seeds (--slurm: one array task per cell and seed)")
     p.add_argument("--out-dir", default=survey.OUT_DIR, help="root of the run directories")
@@ -73,9 +74,9 @@ def _value(cell: Cell, table: str) -> str:
 
 
 def list_cells(tasks: list[str] | None, table: str | None) -> list[str]:
-    """One line per (cell, table): task, table, column, run, published value, note; with ``tasks``, their cells
-    and the cells whose runs they need."""
-    lines = [f"{'task':6s} {'table':17s} {'column':13s} {'run':20s} {'published':>12s}  note"]
+    """One line per (cell, table): task, table, column, run, published value (at full precision, the column as
+    wide as the longest), note; with ``tasks``, their cells and the cells whose runs they need."""
+    rows = [("task", "table", "column", "run", "published", "note")]
     needed = {survey.dependency(c) for c in survey.cells() if tasks and c.task in tasks and c.teacher}
     for cell in survey.cells():
         if tasks and cell.task not in tasks and cell not in needed:  # with the runs they need (N-CARS backbones)
@@ -83,10 +84,11 @@ def list_cells(tasks: list[str] | None, table: str | None) -> list[str]:
         note = cell.note
         for name in cell.published or {"(teacher)": None}:
             if table is None or name == table:
-                lines.append(f"{cell.task:6s} {name:17s} {cell.column:13s} {cell.run:20s} "
-                             f"{_value(cell, name):>12s}  {note}".rstrip())
+                rows.append((cell.task, name, cell.column, cell.run, _value(cell, name), note))
                 note = ""
-    return lines
+    width = max(len(row[4]) for row in rows)
+    return [f"{task:6s} {name:17s} {column:13s} {run:20s} {value:>{width}s}  {note}".rstrip()
+            for task, name, column, run, value, note in rows]
 
 
 def table_of(cell: Cell, table: str | None) -> str:
@@ -109,23 +111,25 @@ def run_state(run_dir: Path) -> str:
 def check_dependency(cell: Cell, args) -> None:
     """Refuse (one line) to train ``cell`` before the run it needs has finished."""
     needed = survey.dependency(cell)
-    if needed and run_state(ROOT / survey.run_dir(needed, args.out_dir, args.seed)) != "finished":
+    if needed is None:
+        return
+    needed_dir = survey.run_dir(needed, args.out_dir, args.seed)
+    if run_state(ROOT / needed_dir) != "finished":
         seed = [] if args.seed is None else ["--seed", str(args.seed)]
-        fail(f"{cell.task} {cell.column} needs the finished run {survey.run_dir(needed, args.out_dir, args.seed)} "
-             f"(no summary.json); run it first: python scripts/reproduce.py "
-             f"{shlex.join([needed.task, needed.run, *seed])}")
+        fail(f"{cell.task} {cell.column} needs the finished run {needed_dir} (no summary.json); run it first: "
+             f"python scripts/reproduce.py {shlex.join([needed.task, needed.run, *seed])}")
 
 
 def run_cell(cell: Cell, table: str, args) -> int:
     argv = survey.command(cell, table, args.out_dir, args.seed)
     if survey.kind(table) == "train" and cell.task != "speed":
-        run_dir = ROOT / survey.run_dir(cell, args.out_dir, args.seed)
-        state = run_state(run_dir)
+        run_dir = survey.run_dir(cell, args.out_dir, args.seed)
+        state = run_state(ROOT / run_dir)
         if state == "finished":
-            print(f"reproduce.py: {run_dir} is finished (summary.json); nothing to do")
+            print(f"reproduce.py: {ROOT / run_dir} is finished (summary.json); nothing to do")
             return 0
         if state == "resume":
-            argv = ["python", cell.script, "--resume", survey.run_dir(cell, args.out_dir, args.seed)]
+            argv = ["python", cell.script, "--resume", run_dir]
         else:
             check_dependency(cell, args)
     argv = [sys.executable if argv[0] == "python" else argv[0], *argv[1:]]
@@ -137,10 +141,6 @@ def split(text: str | None) -> list[str]:
     return [t for t in (text or "").split(",") if t]
 
 
-def _matches(cell: Cell, name: str) -> bool:
-    return name.lower() in (cell.column.lower(), cell.run.lower())
-
-
 def selection(args) -> list[Cell]:
     """The training cells of ``--task`` / ``--columns`` (column or run names), the runs they need first."""
     tasks = split(args.task) or survey.training_tasks()
@@ -149,25 +149,25 @@ def selection(args) -> list[Cell]:
         fail(f"unknown task '{unknown[0]}'; the survey's method tables cover: {', '.join(survey.training_tasks())}")
     names = split(args.columns)
     for name in names:
-        if not any(_matches(c, name) for t in tasks for c in survey.select(t)):
+        if not any(c.named(name) for t in tasks for c in survey.select(t)):
             runs = " ".join(c.run for t in tasks for c in survey.select(t))
             fail(f"unknown column '{name}' for {','.join(tasks)}; columns and runs: {runs}")
     chosen: list[Cell] = []
     for task in tasks:
-        cells = [c for c in survey.select(task) if not names or any(_matches(c, n) for n in names)]
+        cells = [c for c in survey.select(task) if not names or any(c.named(n) for n in names)]
         chosen += [survey.dependency(c) for c in cells if c.teacher] + cells
     return list(dict.fromkeys(chosen))
 
 
 def sweep_jobs(task: str, args) -> list[str]:
-    """``column<TAB>run<TAB>needed run or -<TAB>sop|-<TAB>script<TAB>args`` per selected cell of ``task``, the
-    runs they need (teacher, N-CARS backbone) first (scripts/sweep_methods.sh; ``sop``: the cell has a published
-    SOP)."""
+    """``column<TAB>run<TAB>needed run or -<TAB>SOP mode or -<TAB>script<TAB>args`` per selected cell of ``task``,
+    the runs they need (teacher, N-CARS backbone) first (scripts/sweep_methods.sh; the SOP mode of the task's
+    convention when the cell has a published SOP)."""
     args.task = task
     jobs = []
     for c in selection(args):
         needed = survey.dependency(c)
-        sop = "sop" if any(survey.kind(t) == "sop" for t in c.published) else "-"
+        sop = survey.SOP_MODES[c.task] if any(survey.kind(t) == "sop" for t in c.published) else "-"
         jobs.append(f"{c.column}\t{c.run}\t{needed.run if needed else '-'}\t{sop}\t{c.script}\t{' '.join(c.args)}")
     return jobs
 
@@ -204,7 +204,7 @@ exec "${{LAUNCH[@]}}" "$SCRIPT" "${{ARGS[@]}}"
 
 def slurm_log_dir(out_dir: str) -> Path:
     """Absolute folder of the array tasks' logs (Slurm opens it before the job starts and does not create it)."""
-    return (ROOT / out_dir if not Path(out_dir).is_absolute() else Path(out_dir)) / "slurm"
+    return ROOT / out_dir / "slurm"  # an absolute out_dir replaces ROOT
 
 
 def slurm_script(cells: list[Cell], seeds: list[int | None], args) -> str:
@@ -315,11 +315,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.sweep_jobs:
         print("\n".join(sweep_jobs(args.sweep_jobs, args)))
         return 0
-    if args.sop_mode_of:
-        args.task = args.sop_mode_of
-        selection(args)  # checks the task
-        print(survey.SOP_MODES.get(args.sop_mode_of, "none"))  # a task without SOP cells
-        return 0
     if args.slurm:
         seeds = [int(s) for s in split(args.seeds)] or [None]
         cells = selection(args)
@@ -339,4 +334,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        code = main()
+        sys.stdout.flush()  # here, not at exit: a reader that stopped early (`--list | head`) shows up now
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
+        code = 128 + signal.SIGPIPE  # as a tool killed by SIGPIPE
+    sys.exit(code)

@@ -13,7 +13,8 @@
 # * CUDA_VISIBLE_DEVICES=a,b,c (several) -> one job per GPU in parallel (each sees only its GPU),
 #   otherwise one job after the other; output goes to $OUT_DIR/logs/<run name>[.sop].log;
 # * DRY_RUN=1 -> print the command lines, run nothing.
-# The sourcing script sets TASK, OUT_DIR and the array EXTRA (arguments appended to every command).
+# The sourcing script reads TASK with take_task and its options with parse_options (which set OUT_DIR, SEEDS and
+# the array EXTRA, the arguments appended to every command).
 # Environment: PYTHON (default: python).
 
 SWEEP_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -27,10 +28,49 @@ JOB_SCRIPT=""
 N_DONE=0
 N_SKIPPED=0
 N_FAILED=0
+declare -A OPTIONS=([--seeds]=SEEDS [--out-dir]=OUT_DIR) SWITCHES=([--dry-run]=DRY_RUN)  # parse_options
 
 die() {
     echo "$(basename "$0"): $*" >&2
     exit 2
+}
+
+# usage: the sourcing script's header comment (after the #! line).
+usage() {
+    awk 'NR > 1 && /^#/ {sub(/^# ?/, ""); print; next} NR > 1 {exit}' "$0"
+}
+
+# take_task ARG: TASK = ARG (the sweep's first argument); -h/--help prints the usage, a missing TASK dies.
+take_task() {
+    TASK=$1
+    [[ $TASK == -h || $TASK == --help ]] && { usage; exit 0; }
+    [[ -z $TASK || $TASK == -* ]] && { usage >&2; die "missing TASK"; }
+    return 0
+}
+
+# parse_options ARG...: the options of every sweep (--seeds LIST, --out-dir DIR, --dry-run, -h/--help,
+# -- EXTRA TRAIN ARGS) and the sourcing script's own, added before the call to OPTIONS (option -> variable that
+# takes its value) and SWITCHES (option -> variable set to 1). Sets SEEDS, OUT_DIR (kept when not given), DRY_RUN
+# and the array EXTRA.
+parse_options() {
+    SEEDS="" EXTRA=()
+    while (( $# )); do
+        case $1 in
+            -h|--help) usage; exit 0 ;;
+            --) shift; EXTRA=("$@"); break ;;
+        esac
+        if [[ -n ${OPTIONS[$1]:-} ]]; then
+            [[ -n ${2:-} ]] || die "$1 needs a value"
+            printf -v "${OPTIONS[$1]}" '%s' "$2"
+            shift 2
+        elif [[ -n ${SWITCHES[$1]:-} ]]; then
+            printf -v "${SWITCHES[$1]}" 1
+            shift
+        else
+            die "unknown option '$1' (train.py arguments go after --)"
+        fi
+    done
+    check_extra "${EXTRA[@]}"
 }
 
 # check_task TASK: TASK/train.py must exist in the repository.

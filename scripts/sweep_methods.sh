@@ -21,8 +21,6 @@ set -uo pipefail
 # shellcheck source=scripts/sweep_lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/sweep_lib.sh"
 
-usage() { awk 'NR > 1 && /^#/ {sub(/^# ?/, ""); print; next} NR > 1 {exit}' "$0"; }
-
 # table QUERY...: the table of record's answer (scripts/reproduce.py), or die with its one-line error.
 table() {
     local out
@@ -30,29 +28,18 @@ table() {
     echo "$out"
 }
 
-TASK=${1:-}
-[[ $TASK == -h || $TASK == --help ]] && { usage; exit 0; }
-[[ -z $TASK || $TASK == -* ]] && { usage >&2; die "missing TASK"; }
+take_task "${1:-}"
 shift
-TASK_SOP_MODE=$(table --sop-mode-of "$TASK") || exit 2  # also checks TASK
+ONLY="" SOP=0 OUT_DIR="runs/$TASK/survey"
+OPTIONS[--only]=ONLY SWITCHES[--sop]=SOP
+parse_options "$@"
 
-ONLY="" SEEDS="" OUT_DIR="runs/$TASK/survey" EXTRA=()
-while (( $# )); do
-    case $1 in
-        --only) ONLY=${2:?--only needs a list}; shift 2 ;;
-        --seeds) SEEDS=${2:?--seeds needs a list}; shift 2 ;;
-        --out-dir) OUT_DIR=${2:?--out-dir needs a folder}; shift 2 ;;
-        --sop) SOP_MODE=$TASK_SOP_MODE; shift ;;
-        --dry-run) DRY_RUN=1; shift ;;
-        -h|--help) usage; exit 0 ;;
-        --) shift; EXTRA=("$@"); break ;;
-        *) die "unknown option '$1' (train.py arguments go after --)" ;;
-    esac
-done
-check_extra "${EXTRA[@]}"
-
-# column<TAB>run<TAB>needed run|-<TAB>sop|-<TAB>script<TAB>args, the needed runs (teacher, backbone) first
-JOBS=$(table --sweep-jobs "$TASK" ${ONLY:+--columns "$ONLY"}) || exit 2
+# column<TAB>run<TAB>needed run|-<TAB>SOP mode|-<TAB>script<TAB>args, the needed runs (teacher, backbone) first
+JOBS=$(table --sweep-jobs "$TASK" ${ONLY:+--columns "$ONLY"}) || exit 2  # also checks TASK
+if (( SOP )); then  # the task's SOP convention (one per task); none when no selected cell has a published SOP
+    SOP_MODE=$(awk -F'\t' '$4 != "-" {print $4; exit}' <<<"$JOBS")
+    SOP_MODE=${SOP_MODE:-none}
+fi
 mapfile -t seeds < <(split_list "$SEEDS")
 (( ${#seeds[@]} )) || seeds=("")
 
@@ -65,7 +52,7 @@ queue_stage() {
         stage=other
         [[ $teacher != - ]] && stage=needs
         [[ $1 == sop ]] && stage=sop
-        [[ $stage == "$1" && ! ($1 == sop && $sop != sop) ]] || continue
+        [[ $stage == "$1" && ! ($1 == sop && $sop == -) ]] || continue
         for seed in "${seeds[@]}"; do
             run=$name${seed:+_s$seed}
             teacher_dir=$OUT_DIR/$teacher${seed:+_s$seed}

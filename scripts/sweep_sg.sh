@@ -15,28 +15,12 @@ set -uo pipefail
 # shellcheck source=scripts/sweep_lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/sweep_lib.sh"
 
-usage() { awk 'NR > 1 && /^#/ {sub(/^# ?/, ""); print; next} NR > 1 {exit}' "$0"; }
-
-TASK=${1:-}
-[[ $TASK == -h || $TASK == --help ]] && { usage; exit 0; }
-[[ -z $TASK || $TASK == -* ]] && { usage >&2; die "missing TASK"; }
+take_task "${1:-}"
 shift
 check_task "$TASK"
-
-SG_LIST="" ALPHAS="" SEEDS="" OUT_DIR="runs/$TASK/sg" EXTRA=()
-while (( $# )); do
-    case $1 in
-        --sg) SG_LIST=${2:?--sg needs a list}; shift 2 ;;
-        --alpha) ALPHAS=${2:?--alpha needs a list}; shift 2 ;;
-        --seeds) SEEDS=${2:?--seeds needs a list}; shift 2 ;;
-        --out-dir) OUT_DIR=${2:?--out-dir needs a folder}; shift 2 ;;
-        --dry-run) DRY_RUN=1; shift ;;
-        -h|--help) usage; exit 0 ;;
-        --) shift; EXTRA=("$@"); break ;;
-        *) die "unknown option '$1' (train.py arguments go after --)" ;;
-    esac
-done
-check_extra "${EXTRA[@]}"
+SG_LIST="" ALPHAS="" OUT_DIR="runs/$TASK/sg"
+OPTIONS[--sg]=SG_LIST OPTIONS[--alpha]=ALPHAS
+parse_options "$@"
 
 # The registry decides the surrogate names: all of them by default, and it validates a given --sg list.
 registered=$("$PYTHON" -c "from common.surrogate import names; print(' '.join(names()))") || die "cannot read the surrogate registry (common/surrogate.py) with $PYTHON"

@@ -46,6 +46,8 @@ COLUMNS = ["impl", "mode", "T", "N", "median_ms", "iqr_ms", "min_ms", "mean_last
            "peak_mem_mb", "speedup_vs_loop",
            "speedup_vs_spikingjelly", "floor_ms", "pct_of_floor", "spike_mismatch", "survey_gpu_ms", "status", "note"]
 SURVEY_CALLS = 128  # cmp_speed2.py: 128 timed calls, the mean of the last 64 reported
+STATISTICS = {"median": "median and IQR in ms",
+              "survey": "the mean of the last half of the calls in ms (the survey's statistic; median and IQR beside)"}
 MISMATCH_TOL = 1e-4  # fraction of spikes that may differ (float rounding at the threshold) before we refuse to time
 CHECK_MAX_N = 8192
 
@@ -78,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stop timing an implementation at a config once its timed calls exceed this many seconds "
                         "(after --min-repeats calls); 0 = never")
     p.add_argument("--min-repeats", type=int, default=5, help="timed calls always made (unless --repeats is less)")
-    p.add_argument("--statistic", choices=["median", "survey"], default="median",
+    p.add_argument("--statistic", choices=list(STATISTICS), default="median",
                    help="median of the timed calls, or the survey's: mean of the last 64 of 128 calls (sets "
                         "--repeats 128 and --max-seconds 0)")
     p.add_argument("--seed", type=int, default=0)
@@ -101,7 +103,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     args.mode = [m for m in args.mode.split(",") if m]
     if set(args.mode) - {"train", "infer"}:
         p.error(f"--mode must be train and/or infer, got {args.mode}")
-    known = set(impls.expand(["all", "survey"], args.latencies)) | {"all", "survey", "backends", "alif", "blockalif"}
+    known = set(impls.expand(["all", "survey"], args.latencies)) | set(impls.GROUPS)
     unknown = [name for name in args.impl.split(",") if name and name not in known]
     if unknown:
         p.error(f"--impl: unknown {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
@@ -239,24 +241,19 @@ def mean_last_half(times_ms) -> float:
     return sum(last) / len(last)
 
 
-def reported_ms(row: dict) -> float:
-    """The row's time under its statistic (``mean_last_half_ms`` for ``survey``, else ``median_ms``)."""
-    return row["mean_last_half_ms"] if row.get("statistic") == "survey" else row["median_ms"]
-
-
 def add_derived(rows, bandwidth: float) -> None:
     """Speed-ups over the loop and SpikingJelly (t_base / t_impl, in the run's statistic) and the LIF bandwidth
     floor."""
-    times = {(r["impl"], r["mode"], r["T"], r["N"]): reported_ms(r) for r in rows if r["status"] == "ok"}
+    times = {(r["impl"], r["mode"], r["T"], r["N"]): report.reported_ms(r) for r in rows if r["status"] == "ok"}
     for r in rows:
         if r["status"] != "ok":
             continue
         for base, column in (("loop", "speedup_vs_loop"), ("spikingjelly", "speedup_vs_spikingjelly")):
             t_base = times.get((base, r["mode"], r["T"], r["N"]))
-            r[column] = t_base / reported_ms(r) if t_base else None
+            r[column] = t_base / report.reported_ms(r) if t_base else None
         if impls.is_lif(r["impl"]):
             r["floor_ms"] = floor.floor_ms(floor.lif_bytes(r["mode"], r["T"], r["N"]), bandwidth)
-            r["pct_of_floor"] = floor.percent_of_floor(r["floor_ms"], reported_ms(r))
+            r["pct_of_floor"] = floor.percent_of_floor(r["floor_ms"], report.reported_ms(r))
 
 
 def write_csv(rows, path: Path) -> None:
@@ -280,7 +277,7 @@ def environment(args, argv: list[str], bandwidth: float) -> dict:
         "copy bandwidth (GB/s, read + write)": f"{bandwidth / 1e9:.2f}",
         "timing": f"{max(args.warmup, 2)} warm-up calls (the 2nd measures peak memory), then up to {args.repeats} "
                   "timed calls interleaved across implementations (an implementation stops after >= "
-                  f"{args.min_repeats} calls once they exceed {args.max_seconds} s); median and IQR in ms; "
+                  f"{args.min_repeats} calls once they exceed {args.max_seconds} s); {STATISTICS[args.statistic]}; "
                   f"non-LIF implementations skipped at larger T once extrapolated beyond {args.max_call_s} s per call",
         "inputs": "x = torch.rand(T, N) (survey); spike check on 2 * torch.rand(T, min(N, 8192))",
     }

@@ -39,6 +39,8 @@ LOOP_DECAY, V_TH = 0.5, 1.0
 LIF_PEERS = ("spikingjelly", "snntorch")
 NEURON_KINDS = ("clif", "alif", "blockalif")  # registry neurons benchmarked besides LIF
 SURVEY_KINDS = ("blockalif-survey", "alif-survey")  # the survey's own adaptive neurons (speed.survey_impls)
+LATENCY_GROUPS = ("alif", "blockalif", *SURVEY_KINDS)  # expanded to NAME-L<l> per latency
+GROUPS = ("all", "survey", "backends", *LATENCY_GROUPS)  # names that expand() turns into several
 
 
 class Unavailable(Exception):
@@ -157,12 +159,13 @@ def build_backend(backend: str, x: torch.Tensor, train: bool) -> Case:
         raise Unavailable(str(err)) from None
     node = LIFNode(tau=2.0, decay_input=True, v_threshold=V_TH, v_reset=0.0, detach_reset=False,
                    surrogate=_atan(), backend=backend)
+    return _lif_case(node, x, train, f"auto -> {resolved}" if backend == "auto" else "")
+
+
+def _lif_case(node, x: torch.Tensor, train: bool, note: str) -> Case:
+    """The :class:`Case` of a multi-step LIF module on ``x [T, N]`` (reset before every call)."""
     xs = _leaf(x, train)
-    note = f"auto -> {resolved}" if backend == "auto" else ""
-    return Case(_train_or_infer(lambda: node(xs), train, [xs], node.reset), _spikes_of(node, x), note)
 
-
-def _spikes_of(node, x: torch.Tensor):
     def spikes():
         node.reset()
         with torch.no_grad():
@@ -170,7 +173,7 @@ def _spikes_of(node, x: torch.Tensor):
         node.reset()
         return out.reshape(x.shape)
 
-    return spikes
+    return Case(_train_or_infer(lambda: node(xs), train, [xs], node.reset), spikes, note)
 
 
 def build_neuron(kind: str, latency: int | None, x: torch.Tensor, train: bool) -> Case:
@@ -187,23 +190,25 @@ def build_neuron(kind: str, latency: int | None, x: torch.Tensor, train: bool) -
     shape, features = ((T, 1, N), (N,)) if per_neuron else ((T, N), ())
     node = build_registered(cfg, features).to(x.device)
     xs = _leaf(x.reshape(shape), train)
-    leaves = [xs, *node.parameters()] if train else [xs]
     reset = getattr(node, "reset", lambda: None)
-    return Case(_train_or_infer(lambda: node(xs), train, leaves, reset), None,
+    return Case(_train_or_infer(lambda: node(xs), train, [xs, *node.parameters()], reset), None,
                 "[T, 1, N], per-neuron parameters" if per_neuron else "")
+
+
+def _spikingjelly_lif(**backend):
+    """SpikingJelly's multi-step ``LIFNode`` with the loop's parameters (``backend``: e.g. ``backend='cupy'``)."""
+    sj_neuron = importlib.import_module("spikingjelly.activation_based.neuron")
+    sj_surrogate = importlib.import_module("spikingjelly.activation_based.surrogate")
+    return sj_neuron.LIFNode(tau=2.0, decay_input=True, v_threshold=V_TH, v_reset=0.0, detach_reset=False,
+                             surrogate_function=sj_surrogate.ATan(alpha=2.0), step_mode="m", **backend)
 
 
 def build_spikingjelly(x: torch.Tensor, train: bool) -> Case:
     try:
-        sj_neuron = importlib.import_module("spikingjelly.activation_based.neuron")
-        sj_surrogate = importlib.import_module("spikingjelly.activation_based.surrogate")
+        node = _spikingjelly_lif()
     except ImportError as error:
         raise Unavailable(f"spikingjelly is not installed ({error})") from error
-    node = sj_neuron.LIFNode(tau=2.0, decay_input=True, v_threshold=V_TH, v_reset=0.0,
-                             surrogate_function=sj_surrogate.ATan(alpha=2.0), detach_reset=False, step_mode="m")
-    xs = _leaf(x, train)
-    return Case(_train_or_infer(lambda: node(xs), train, [xs], node.reset), _spikes_of(node, x),
-                _spikingjelly_path(x.device))
+    return _lif_case(node, x, train, _spikingjelly_path(x.device))
 
 
 def _spikingjelly_path(device: torch.device) -> str:
@@ -255,16 +260,11 @@ def build_spikingjelly_cupy(x: torch.Tensor, train: bool) -> Case:
     if x.device.type != "cuda":
         raise Unavailable("SpikingJelly's CuPy LIF needs a CUDA device")
     try:
-        sj_neuron = importlib.import_module("spikingjelly.activation_based.neuron")
-        sj_surrogate = importlib.import_module("spikingjelly.activation_based.surrogate")
-        node = sj_neuron.LIFNode(tau=2.0, decay_input=True, v_threshold=V_TH, v_reset=0.0, detach_reset=False,
-                                 surrogate_function=sj_surrogate.ATan(alpha=2.0), step_mode="m", backend="cupy")
+        node = _spikingjelly_lif(backend="cupy")
     except (ImportError, TypeError, ValueError, AssertionError) as error:
         raise Unavailable(f"this SpikingJelly has no CuPy LIF backend (the survey used 0.0.0.0.15; releases before "
                           f"2.0 have it): {error}") from error
-    xs = _leaf(x, train)
-    return Case(_train_or_infer(lambda: node(xs), train, [xs], node.reset), _spikes_of(node, x),
-                f"spikingjelly {importlib.metadata.version('spikingjelly')}, backend cupy")
+    return _lif_case(node, x, train, f"spikingjelly {importlib.metadata.version('spikingjelly')}, backend cupy")
 
 
 def build_survey_adaptive(kind: str, latency: int, x: torch.Tensor, train: bool) -> Case:
@@ -274,8 +274,8 @@ def build_survey_adaptive(kind: str, latency: int, x: torch.Tensor, train: bool)
     T, N = x.shape
     node = (SurveyBlocks if kind == "blockalif" else SurveyALIF)(N, latency).to(x.device)
     xs = _leaf(x.t().contiguous().unsqueeze(0), train)
-    leaves = [xs, *node.parameters()] if train else [xs]
-    return Case(_train_or_infer(lambda: node(xs), train, leaves), None, "authors' layout [1, N, T], FastSigmoid")
+    return Case(_train_or_infer(lambda: node(xs), train, [xs, *node.parameters()]), None,
+                "authors' layout [1, N, T], FastSigmoid")
 
 
 def split_latency(name: str) -> tuple[str, int | None]:
@@ -317,7 +317,7 @@ def expand(names: list[str], latencies: list[int]) -> list[str]:
         elif name == "backends":
             out += [b for b in ("torch", "fused") if b in kernels.BACKENDS]
             out += [b for b in kernels.BACKENDS.names() if b not in ("torch", "fused")]
-        elif name in ("alif", "blockalif", *SURVEY_KINDS):
+        elif name in LATENCY_GROUPS:
             out += [f"{name}-L{lat}" for lat in latencies]
         else:
             out.append(name)

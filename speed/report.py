@@ -18,6 +18,12 @@ def fmt(value, digits: int = 3) -> str:
     return f"{value:.{digits}g}" if abs(value) < 10 ** digits else f"{value:.0f}"
 
 
+def reported_ms(row: dict) -> float:
+    """The row's time under its statistic (``mean_last_half_ms`` for ``survey``, else ``median_ms``): the time
+    that speed-ups use."""
+    return row["mean_last_half_ms"] if row.get("statistic") == "survey" else row["median_ms"]
+
+
 def ok_rows(rows):
     return [r for r in rows if r["status"] == "ok"]
 
@@ -60,7 +66,7 @@ def speedup_table(rows, baseline: str, names: list[str]) -> list[str]:
 
     def lead(mode, N, T):
         base = idx.get((baseline, mode, T, N))
-        return [fmt(base["median_ms"]) if base else "-"]
+        return [fmt(reported_ms(base)) if base else "-"]
 
     def ratio_rows():
         body = []
@@ -68,7 +74,7 @@ def speedup_table(rows, baseline: str, names: list[str]) -> list[str]:
             base = idx.get((baseline, mode, T, N))
             if base is None:
                 continue
-            cells = [fmt(base["median_ms"] / idx[(n, mode, T, N)]["median_ms"]) if (n, mode, T, N) in idx else "-"
+            cells = [fmt(reported_ms(base) / reported_ms(idx[(n, mode, T, N)])) if (n, mode, T, N) in idx else "-"
                      for n in others]
             body.append([mode, str(N), str(T), *lead(mode, N, T), *cells])
         return body
@@ -85,7 +91,7 @@ def block_over_alif(rows) -> list[str]:
         cells = []
         for lat in lats:
             a, b = idx.get((f"alif-L{lat}", mode, T, N)), idx.get((f"blockalif-L{lat}", mode, T, N))
-            cells.append(fmt(a["median_ms"] / b["median_ms"]) if a and b else "-")
+            cells.append(fmt(reported_ms(a) / reported_ms(b)) if a and b else "-")
         if any(c != "-" for c in cells):
             body.append([mode, str(N), str(T), *cells])
     return _table(["mode", "N", "T", *[f"B{lat + 1}/ALIF (L={lat})" for lat in lats]], body) if lats else []
@@ -113,10 +119,10 @@ def survey_table(rows, names: list[str]) -> list[str]:
         base, survey_base = idx.get(("loop", mode, T, N)), survey_ms("loop", mode, T, N)
         if base is None or survey_base is None:
             continue
-        cells = [fmt(base["median_ms"]), fmt(survey_base)]
+        cells = [fmt(reported_ms(base)), fmt(survey_base)]
         for n in names:
             ours, theirs = idx.get((n, mode, T, N)), survey_ms(n, mode, T, N)
-            cells += [fmt(base["median_ms"] / ours["median_ms"]) if ours else "-",
+            cells += [fmt(reported_ms(base) / reported_ms(ours)) if ours else "-",
                       fmt(survey_base / theirs) if theirs else "-"]
         body.append([mode, str(N), str(T), *cells])
     header = ["mode", "N", "T", "loop ms (ours)", "loop ms (survey GPU)"]
@@ -149,7 +155,9 @@ def markdown(rows, meta: dict) -> str:
     names = timed_impls(rows)
     out = ["# Neuron micro-benchmark", ""]
     out += [f"- {key}: {value}" for key, value in meta.items()]
-    out += ["", "Times are medians over the timed calls (ms per call); speed-up of X over B = t_B / t_X.", ""]
+    statistic = ("means of the last half of the timed calls (the survey's statistic)"
+                 if any(r.get("statistic") == "survey" for r in ok_rows(rows)) else "medians over the timed calls")
+    out += ["", f"Times are {statistic} (ms per call); speed-up of X over B = t_B / t_X.", ""]
     out += ["## Speed-up over the loop LIF (survey layout)", ""] + speedup_table(rows, "loop", names)
     if "spikingjelly" in names:
         out += ["", "## Speed-up over SpikingJelly", ""] + speedup_table(rows, "spikingjelly", names)

@@ -81,12 +81,13 @@ def build_step(train_mod, flags: list[str], common_flags: list[str], folder: Pat
     task = train_mod.build_task(args)
     env = training.Env(device, DistInfo())
     state = training.build_state(args, task, env, methods.get(args.method)(args, task), steps_per_epoch=1)
-    gen = torch.Generator().manual_seed(0)
-    fixed = [Batch(torch.rand(args.batch_size, 3, 32, 32, generator=gen),
-                   torch.randint(0, 10, (args.batch_size,), generator=gen), {})]
-    batches = {True: fixed, False: fixed}
     if loader_steps:
         batches = {train: synthetic_loader(task, args, loader_steps, workers, train) for train in (True, False)}
+    else:
+        gen = torch.Generator().manual_seed(0)
+        fixed = [Batch(torch.rand(args.batch_size, 3, 32, 32, generator=gen),
+                       torch.randint(0, 10, (args.batch_size,), generator=gen), {}).to(device)]  # copied once, untimed
+        batches = {True: fixed, False: fixed}
 
     def train_step():
         state.ddp.train()
@@ -177,8 +178,7 @@ def parse_args(argv=None):
         parser.error(f"--tasks: unknown task(s) {', '.join(unknown)}; valid: {', '.join(METHODS)}")
     for task in [t for t in args.tasks.split(",") if t]:
         for name in (args.methods or "").split(","):
-            if name and not any(name.lower() in (c.column.lower(), c.run.lower())
-                                for c in survey.select(task, "train_speed")):
+            if name and not any(c.named(name) for c in survey.select(task, "train_speed")):
                 parser.error(f"--methods {name}: not a survey column of {task}; valid: {', '.join(METHODS[task])}")
     args.out = args.out or default_out(torch.device(args.device).type, Path("runs") / "throughput")
     return args

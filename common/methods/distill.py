@@ -8,7 +8,6 @@ Response (``distill_response``), with student logits ``y = decode(model(encode(x
 ``--survey-quirk kd_raw_teacher_logits`` replaces the KL by the survey's ``CE(y / tau, z / tau)`` with the raw
 scaled teacher logits as (unnormalised, possibly negative) class "probabilities":
 ``-mean_n sum_c (z_nc / tau) log softmax(y_n / tau)_c``.
-``-mean_n sum_c (z_nc / tau) log softmax(y_n / tau)_c``.
 
 Feature (``distill_feature``), with ``a_l`` the teacher's l-th ReLU output and ``s_l[t]`` the student's l-th
 neuron output (``activation_layers()`` of both models, matched by index):
@@ -70,7 +69,7 @@ class Distillation(Method):
         if not getattr(args, "teacher", None):
             raise UsageError(f"--method {self.name} needs --teacher PATH (a checkpoint of the --ann network)")
         # a run directory gives its last epoch, as the survey's teacher
-        self.teacher_path = checkpoint.find(args.teacher, "checkpoint_latest.pt", "--teacher")
+        self.teacher_path = checkpoint.find(args.teacher, checkpoint.LATEST, "--teacher")
         self.teacher: nn.Module | None = None
 
     def setup(self, ctx) -> None:

@@ -48,7 +48,7 @@ def run(args, task, env, *, weights: str = checkpoint.BEST, **options) -> dict:
     path = checkpoint.find(args.resume, weights, "--resume")
     model = task.model.to(env.device)
     state = checkpoint.load(path, map_location=env.device)
-    model.load_state_dict(state["ema"]["model"] if "ema" in state else state["model"])
+    model.load_state_dict(checkpoint.model_weights(state))
     loader = DataLoader(task.test_set, batch_size=args.batch_size, collate_fn=task.test_collate,
                         num_workers=args.workers)
     result = count_sops(model, loader, task.encode, task.decode, SopOptions(args.sop_mode, args.limit_batches,

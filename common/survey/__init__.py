@@ -67,6 +67,10 @@ class Cell:
     def script(self) -> str:
         return "speed/bench.py" if self.task == "speed" else f"{self.folder or self.task}/{self.entry}"
 
+    def named(self, name: str) -> bool:
+        """Whether ``name`` is this cell's column or run name (case-insensitive)."""
+        return name.lower() in (self.column.lower(), self.run.lower())
+
     def quirks(self) -> list[str]:
         """The ``--survey-quirk`` names in ``args``."""
         return [self.args[i + 1] for i, a in enumerate(self.args[:-1]) if a == "--survey-quirk"]

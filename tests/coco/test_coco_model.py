@@ -10,6 +10,7 @@ from torch import nn
 from coco import model as M
 from common.norm import OSR
 from common.state import reset_net
+from common.task import repeat_over_time
 
 # (kernel, C_in, C_out) of every conv in module order, written from the survey's resnet10.yaml by hand
 CONVS = [
@@ -72,7 +73,7 @@ def test_variants_run_on_rectangular_inputs_and_backpropagate(neuron, norm):
     torch.manual_seed(0)
     T, model = 2, _model(neuron, norm)
     x = torch.rand(2, 3, 64, 96)
-    out = M.mean_over_time(model(M.repeat_over_time(x, T)))
+    out = M.mean_over_time(model(repeat_over_time(x, T)))
     assert [tuple(o.shape) for o in out] == [(2, 3, 4, 6, 85), (2, 3, 2, 3, 85)]
     sum(o.float().square().mean() for o in out).backward()
     assert model.stem[0][0].weight.grad.abs().sum() > 0
@@ -88,7 +89,7 @@ def test_sliding_psn_uses_k3():
 def test_state_is_reset_between_batches():
     torch.manual_seed(0)
     model = _model("if", T=3)  # training mode: BN on batch statistics, so only the neuron state differs
-    x = M.repeat_over_time(torch.rand(1, 3, 64, 64), 3)
+    x = repeat_over_time(torch.rand(1, 3, 64, 64), 3)
     with torch.no_grad():
         a = model(x)[0]
         b = model(x)[0]  # continues from the previous membrane
@@ -101,10 +102,10 @@ def test_state_is_reset_between_batches():
 def test_blockalif_needs_the_build_size():
     model = _model("blockalif", img_size=64)
     x = torch.rand(1, 3, 64, 64)
-    assert model(M.repeat_over_time(x, 2))[0].shape == (2, 1, 3, 4, 4, 85)
+    assert model(repeat_over_time(x, 2))[0].shape == (2, 1, 3, 4, 4, 85)
     reset_net(model)
     with pytest.raises(ValueError, match="built for features"):
-        model(M.repeat_over_time(torch.rand(1, 3, 64, 96), 2))
+        model(repeat_over_time(torch.rand(1, 3, 64, 96), 2))
 
 
 @pytest.mark.parametrize("neuron, norm, unoptimised_suffixes", [

@@ -8,6 +8,7 @@ from coco import model as M
 from coco.augment import Hyp
 from coco.loss import YoloLoss
 from common.state import reset_net
+from common.task import repeat_over_time
 from tests.coco.fake_coco import write_fake_coco
 
 
@@ -23,7 +24,7 @@ def test_loss_falls_and_evaluation_runs(tmp_path):
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True)
     losses = []
     for _ in range(6):
-        loss = crit(M.mean_over_time(model(M.repeat_over_time(images, T))), targets)
+        loss = crit(M.mean_over_time(model(repeat_over_time(images, T))), targets)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -37,7 +38,7 @@ def test_loss_falls_and_evaluation_runs(tmp_path):
     with torch.no_grad():
         for start in (0, 2):
             images, targets, extras = data.collate([val[start], val[start + 1]])
-            evaluator.update(M.mean_over_time(model(M.repeat_over_time(images, T))), targets, extras)
+            evaluator.update(M.mean_over_time(model(repeat_over_time(images, T))), targets, extras)
             reset_net(model)
     result = evaluator.compute()
     assert set(result) == {"P", "R", "AP50", "AP", "fitness"} and all(0 <= v <= 1 for v in result.values())

@@ -10,7 +10,7 @@ from coco import sop as coco_sop
 from coco import train as coco_train
 from common.errors import UsageError
 from common.sop import SopOptions, count_sops
-from common.task import keep_outputs
+from common.task import keep_outputs, repeat_over_time
 from tests.coco.test_coco_model import CONVS, DETECT
 from tests.sfod.test_sop import NoScore
 
@@ -21,7 +21,7 @@ DETECT_SIDES = [40, 20]
 
 def _count(model, mode: str, images, T: int, img_size: int) -> dict:
     loader = [(x, [{}] * len(x), {}) for x in images]
-    return count_sops(model, loader, lambda x: M.repeat_over_time(x, T), keep_outputs,
+    return count_sops(model, loader, lambda x: repeat_over_time(x, T), keep_outputs,
                       SopOptions(mode, **coco_sop.options(img_size)), evaluator=NoScore())
 
 

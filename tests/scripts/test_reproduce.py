@@ -135,6 +135,21 @@ def test_list_covers_every_cell_of_the_tables():
                                                  "blockalif"]
 
 
+def test_list_into_a_closed_pipe_ends_quietly():
+    """``--list | head``: the reader is gone before the list is written; no BrokenPipeError traceback."""
+    proc = subprocess.Popen([sys.executable, "scripts/reproduce.py", "--list"], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141 and err == ""  # 128 + SIGPIPE, as a shell tool killed by the pipe
+
+
+def test_list_lines_up_the_published_column():
+    lines = run_script("--list", "--task", "shd", "--table", "sop").stdout.splitlines()
+    ends = {line.index(line.split()[4]) + len(line.split()[4]) for line in lines}  # right-aligned values
+    assert len(ends) == 1 and "0.0251374007873535" in lines[1]
+
+
 def test_every_training_cell_is_expected():
     cells = {(c.task, c.run) for c in survey.cells() if c.task in survey.training_tasks()}
     assert cells == set(EXPECTED)

@@ -5,6 +5,7 @@ import torch
 
 from common.neuron import NeuronConfig
 from common.state import reset_net
+from common.task import mean_over_time
 from SFOD import model as sfod_model
 from SFOD.detection import SSDLoss
 
@@ -100,7 +101,8 @@ def test_ncars_classifier_and_rate_mse():
     out = m((torch.rand(2, 3, 4, 64, 64) < 0.3).float())
     assert out.shape == (2, 3, 2)
     counts = torch.tensor([[[0.0, 2.0]], [[1.0, 4.0]]])  # [T=2, N=1, 2] -> rate (0.5, 3.0)
-    assert sfod_model.rate_mse_loss(counts, torch.tensor([1])).item() == pytest.approx((0.5 ** 2 + 2.0 ** 2) / 2)
+    rate = mean_over_time(counts)
+    assert sfod_model.rate_mse_loss(rate, torch.tensor([1])).item() == pytest.approx((0.5 ** 2 + 2.0 ** 2) / 2)
 
 
 def test_backbone_transfer_drops_size_dependent_blockalif_parameters():
